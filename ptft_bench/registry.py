@@ -45,6 +45,15 @@ class Strategy:
         self.config = build_config(self.config_class, params, owner=self.name)
 
     # -- the contract -------------------------------------------------------------------------
+    @classmethod
+    def supports(cls, model: nn.Module) -> str | None:
+        """None when the strategy can run on `model`, else the reason it cannot (tests skip it).
+
+        Override for methods that legitimately lack support for an architecture (e.g. a peft
+        method without target modules for DistilBERT); the reason should name the architecture.
+        """
+        return None
+
     def apply(self, model: nn.Module) -> nn.Module:
         """Freeze / inject modules; return the model to train (may be a wrapper)."""
         raise NotImplementedError

@@ -1,0 +1,182 @@
+"""`ptft-bench` command line: run, list, report, pretrain.
+
+Precedence: command-line flags > suite file > defaults. Bad input prints one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ptft_bench.errors import UserError
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+def _floats(value: str) -> list[float]:
+    try:
+        return [float(v) for v in _csv(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ptft-bench",
+        description="Which fine-tuning strategy for my task and budget, and what does it cost?",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train every strategy of a suite and record the results")
+    run.add_argument("--suite", default="quick", help="bundled suite name or path to a .toml file (default: quick)")
+    run.add_argument("--tasks", type=_csv, help="comma-separated task names (override the suite)")
+    run.add_argument("--strategies", nargs="+", metavar="NAME[:k=v,...]",
+                     help="strategies to run: the suite's variants of these names, or e.g. lora:r=16,alpha=32")
+    run.add_argument("--lrs", type=_floats, help="comma-separated learning rates for every variant")
+    run.add_argument("--seeds", type=_ints, help="comma-separated seeds")
+    run.add_argument("--model", "--models", dest="models", type=_csv,
+                     help="model spec(s): minilm-l6, a local folder, or a hub id (needs PTFT_ONLINE=1)")
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--max-steps", type=int)
+    run.add_argument("--batch-size", type=int)
+    run.add_argument("--max-length", type=int)
+    run.add_argument("--max-train-samples", type=int)
+    run.add_argument("--max-eval-samples", type=int)
+    run.add_argument("--data-dir", help="GLUE folder in the glue_data/ layout (e.g. ../shared/data/glue)")
+    run.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    run.add_argument("--out", help="run folder (default runs/<suite>)")
+    run.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
+    run.add_argument("--shard", help="i/n: run only the i-th of n deterministic slices (0-based)")
+    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    run.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    ls = sub.add_parser("list", help="show strategies, tasks and suites")
+    ls.add_argument("what", nargs="?", choices=["strategies", "tasks", "suites", "all"], default="all")
+
+    rep = sub.add_parser("report", help="write the report of one or more run folders")
+    rep.add_argument("run_dirs", nargs="+", type=Path)
+    rep.add_argument("--out", type=Path, help="output folder (default RUN_DIR/report)")
+    rep.add_argument("--format", default="md,html,csv", type=_csv, help="comma-separated: md,html,csv")
+
+    pre = sub.add_parser("pretrain", help="masked-LM / causal-LM (continued) pretraining")
+    try:
+        from ptft_bench.pretrain.cli import add_pretrain_arguments
+
+        add_pretrain_arguments(pre)
+    except ImportError:  # pragma: no cover - the package ships it
+        pass
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ptft_bench.models import set_offline_defaults
+
+    set_offline_defaults()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return {"run": cmd_run, "list": cmd_list, "report": cmd_report, "pretrain": cmd_pretrain}[
+            args.command
+        ](args)
+    except UserError as e:
+        print(f"ptft-bench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ptft-bench: interrupted; finished runs are saved, run again to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ptft_bench.config import load_suite
+    from ptft_bench.runner import expand, pending, shard
+    from ptft_bench.store import RunStore
+
+    overrides = {
+        "tasks": args.tasks,
+        "strategies": args.strategies,
+        "seeds": args.seeds,
+        "models": args.models,
+        "precision": args.precision,
+        "output_dir": args.out,
+        "budget.epochs": args.epochs,
+        "budget.max_steps": args.max_steps,
+        "budget.batch_size": args.batch_size,
+        "budget.max_length": args.max_length,
+        "data.max_train_samples": args.max_train_samples,
+        "data.max_eval_samples": args.max_eval_samples,
+        "data.data_dir": args.data_dir,
+    }
+    suite = load_suite(args.suite, overrides)
+    if args.lrs:
+        for v in suite.strategies:
+            v.lrs = list(args.lrs)
+    if args.dry_run:
+        specs = shard(expand(suite), args.shard)
+        todo = {s.run_id for s in pending(specs, RunStore(suite.out), args.retry_failed)}
+        for s in specs:
+            mark = "todo" if s.run_id in todo else "done"
+            print(f"{mark}  {s.run_id}  {s.task}  {s.model}  {s.variant.label()}  lr={s.lr:g}  seed={s.seed}")
+        print(f"{len(specs)} runs, {len(todo)} to do, output {suite.out}")
+        return 0
+    from ptft_bench.sweep import run_suite
+
+    res = run_suite(suite, retry_failed=args.retry_failed, shard_spec=args.shard,
+                    progress=not args.quiet, write_report=not args.no_report)
+    print(f"suite {suite.name}: {res.planned} runs planned, {res.skipped} already done, "
+          f"{res.ok} ok, {res.failed} failed, {res.seconds:.0f} s; records in {res.out / 'records'}")
+    _print_summary(res.out)
+    return 0
+
+
+def _print_summary(run_dir: Path) -> None:
+    try:
+        from ptft_bench.report import summary_table
+    except ImportError:
+        return
+    print(summary_table([run_dir]))
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from ptft_bench.listing import print_listing
+
+    print_listing(args.what)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    for d in args.run_dirs:
+        if not (d / "records").is_dir():
+            raise UserError(f"{d} has no records/ folder: pass a folder written by `ptft-bench run`")
+    bad = sorted(set(args.format) - {"md", "html", "csv"})
+    if bad:
+        raise UserError(f"--format {','.join(bad)}: allowed formats are md, html, csv")
+    from ptft_bench.report import summary_table, write_report
+
+    out = args.out or args.run_dirs[0] / "report"
+    written = write_report(list(args.run_dirs), out, formats=set(args.format))
+    print(summary_table(list(args.run_dirs)))
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from ptft_bench.pretrain.cli import run_pretrain_command
+
+    return run_pretrain_command(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,191 @@
+"""Suite files (TOML) -> validated `SuiteConfig`; precedence: command line > suite file > defaults.
+
+A suite names tasks, models, strategy variants (strategy + parameters + learning-rate grid),
+seeds, the training budget and data sizes. Unknown keys are errors at every level.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ptft_bench.errors import UserError
+from ptft_bench.registry import build_config
+from ptft_bench.train import Budget
+
+
+@dataclass
+class StrategyVariant:
+    """One strategy with its parameters (a delta from its defaults) and learning-rate grid."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    lrs: list[float] | None = None  # None: the strategy's literature default grid
+
+    def label(self) -> str:
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.name}({inner})"
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, (list, tuple)):
+        return "+".join(map(str, v))
+    return str(v)
+
+
+@dataclass
+class DataConfig:
+    data_dir: str | None = None  # a glue_data/ folder; None: hub when online
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None  # caps validation and test (deterministic subsample)
+
+    def __post_init__(self) -> None:
+        for k in ("max_train_samples", "max_eval_samples"):
+            v = getattr(self, k)
+            if v is not None and v < 1:
+                raise ValueError(f"data.{k} must be >= 1, got {v}")
+
+
+@dataclass
+class SuiteConfig:
+    name: str
+    tasks: list[str]
+    strategies: list[StrategyVariant]
+    description: str = ""
+    models: list[str] = field(default_factory=lambda: ["minilm-l6"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    budget: Budget = field(default_factory=Budget)
+    data: DataConfig = field(default_factory=DataConfig)
+    precision: str = "auto"  # auto | fp32 | bf16
+    output_dir: str | None = None  # default runs/<name>
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("suite lists no tasks")
+        if not self.strategies:
+            raise ValueError("suite lists no strategies")
+        if not self.models:
+            raise ValueError("suite lists no models")
+        if not self.seeds:
+            raise ValueError("suite lists no seeds")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output_dir or f"runs/{self.name}")
+
+
+def bundled_suites() -> dict[str, Path]:
+    folder = resources.files("ptft_bench") / "suites"
+    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+
+
+def find_suite(name_or_path: str) -> Path:
+    suites = bundled_suites()
+    if name_or_path in suites:
+        return suites[name_or_path]
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise UserError(f"suite file {name_or_path} does not exist")
+        return path
+    import difflib
+
+    close = difflib.get_close_matches(name_or_path, list(suites), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UserError(
+        f"unknown suite {name_or_path!r}.{hint} Bundled: {', '.join(sorted(suites))}; "
+        "or pass a path to a .toml file"
+    )
+
+
+_TOP_KEYS = {f.name for f in dataclasses.fields(SuiteConfig)}
+
+
+def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> SuiteConfig:
+    """Read a suite file and apply command-line overrides (which win)."""
+    path = find_suite(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"suite file {path} is not valid TOML: {e}") from None
+    raw.setdefault("name", path.stem)
+    return suite_from_dict(raw, overrides or {}, where=str(path))
+
+
+def suite_from_dict(raw: dict[str, Any], overrides: dict[str, Any], where: str = "suite") -> SuiteConfig:
+    raw = dict(raw)
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_TOP_KEYS))}"
+        )
+    budget = dict(raw.pop("budget", {}) or {})
+    data = dict(raw.pop("data", {}) or {})
+    strategies = raw.pop("strategies", [])
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        section, _, name = key.rpartition(".")
+        target = {"budget": budget, "data": data, "": raw}[section]
+        target[name] = value
+    if "strategies" in overrides and overrides["strategies"] is not None:
+        strategies = select_strategies(strategies, overrides["strategies"])
+        raw.pop("strategies", None)
+    try:
+        variants = [_variant(s, where) for s in strategies]
+        return SuiteConfig(
+            **raw,
+            strategies=variants,
+            budget=build_config(Budget, budget, owner="budget"),
+            data=build_config(DataConfig, data, owner="data"),
+        )
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def _variant(entry: Any, where: str) -> StrategyVariant:
+    if isinstance(entry, str):
+        return StrategyVariant(entry)
+    if not isinstance(entry, dict):
+        raise UserError(f"{where}: each [[strategies]] entry must be a table, got {entry!r}")
+    allowed = {"name", "params", "lrs"}
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise UserError(
+            f"{where}: unknown key(s) {', '.join(unknown)} in [[strategies]]; allowed: name, params, lrs"
+        )
+    if "name" not in entry:
+        raise UserError(f"{where}: a [[strategies]] entry has no name")
+    lrs = entry.get("lrs")
+    if lrs is not None and (not lrs or any(not isinstance(x, (int, float)) or x <= 0 for x in lrs)):
+        raise UserError(f"{where}: lrs of {entry['name']} must be positive numbers, got {lrs}")
+    return StrategyVariant(entry["name"], dict(entry.get("params", {})), lrs and [float(x) for x in lrs])
+
+
+def select_strategies(suite_entries: list[Any], names: list[str]) -> list[Any]:
+    """`--strategies a,b`: the suite's variants of those names, or the defaults for new names."""
+    out: list[Any] = []
+    for item in names:
+        if ":" in item:  # "lora:r=16,alpha=32" -> a variant given on the command line
+            name, _, rest = item.partition(":")
+            params = {}
+            for kv in filter(None, rest.split(",")):
+                k, eq, v = kv.partition("=")
+                if not eq:
+                    raise UserError(f"--strategies {item}: expected name:key=value,key=value")
+                params[k.strip()] = v.strip()
+            out.append({"name": name, "params": params})
+            continue
+        matches = [
+            e for e in suite_entries if (e if isinstance(e, str) else e.get("name")) == item
+        ]
+        out.extend(matches or [item])
+    return out

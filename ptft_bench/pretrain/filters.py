@@ -1,0 +1,220 @@
+"""Clean and filter pretraining documents; every dropped document is counted under one reason.
+
+Order (a document is dropped for the first reason that applies):
+
+1. normalise: Unicode NFKC, control / zero-width characters removed, runs of spaces collapsed per
+   line, blank-line runs collapsed; ``empty`` when nothing is left;
+2. ``duplicate``: exact duplicates (SHA-1 of the normalised text), first occurrence kept; done
+   before boilerplate so that a repeated document in a line-per-document file is a duplicate, not
+   boilerplate;
+3. ``boilerplate``: lines (at least ``boilerplate_min_chars`` long) that recur in at least
+   ``boilerplate_min_docs`` documents are removed from every document; a document left empty is
+   dropped;
+4. ``too_short`` / ``too_long`` (words), ``non_letter`` (share of non-whitespace characters that
+   are not letters);
+5. ``near_duplicate``: MinHash-LSH (datasketch) over word shingles, Jaccard >= ``near_dup_threshold``;
+6. held-out split: a stable share of the survivors chosen by a hash of their text, so adding
+   documents never moves an old one between train and held-out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from ptft_bench.pretrain.corpus import Document
+
+_SPACES = re.compile(r"[^\S\n]+")
+# Zero-width characters survive NFKC and split words invisibly for the tokenizer.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
+
+REASONS = ("empty", "duplicate", "boilerplate", "too_short", "too_long", "non_letter", "near_duplicate")
+
+
+@dataclass
+class CleanConfig:
+    """Cleaning thresholds; each validated in ``__post_init__``."""
+
+    min_words: int = field(default=3, metadata={"help": "drop documents with fewer words"})
+    max_words: int = field(default=100_000, metadata={"help": "drop documents with more words"})
+    max_non_letter: float = field(
+        default=0.5, metadata={"help": "drop documents whose non-whitespace chars are > this share non-letters"}
+    )
+    boilerplate_min_docs: int = field(
+        default=10, metadata={"help": "a line in at least this many documents is boilerplate (0 = off)"}
+    )
+    boilerplate_min_chars: int = field(
+        default=25, metadata={"help": "shorter lines are never boilerplate (speaker names, headings)"}
+    )
+    dedup: bool = field(default=True, metadata={"help": "drop exact duplicates"})
+    near_dup_threshold: float = field(
+        default=0.8, metadata={"help": "MinHash Jaccard threshold for near-duplicates (0 = off)"}
+    )
+    num_perm: int = field(default=64, metadata={"help": "MinHash permutations"})
+    shingle_words: int = field(default=3, metadata={"help": "words per shingle for MinHash"})
+    heldout: float = field(default=0.05, metadata={"help": "share of documents held out for evaluation"})
+
+    def __post_init__(self) -> None:
+        if self.min_words < 0 or self.max_words < max(1, self.min_words):
+            raise ValueError(f"need 0 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
+        if not 0 < self.max_non_letter <= 1:
+            raise ValueError(f"max_non_letter must be in (0, 1], got {self.max_non_letter}")
+        if not 0 <= self.near_dup_threshold <= 1:
+            raise ValueError(f"near_dup_threshold must be in [0, 1], got {self.near_dup_threshold}")
+        if not 0 <= self.heldout < 1:
+            raise ValueError(f"heldout must be in [0, 1), got {self.heldout}")
+        if self.boilerplate_min_docs < 0:
+            raise ValueError(f"boilerplate_min_docs must be >= 0, got {self.boilerplate_min_docs}")
+
+
+@dataclass
+class CleanResult:
+    """Kept documents (train / held-out) and the counts behind the data report."""
+
+    train: list[Document]
+    heldout: list[Document]
+    dropped: dict[str, int]
+    dropped_words: dict[str, int]
+    boilerplate_lines: list[str]
+    lines_removed: int
+    normalised_changed: int
+    config: dict
+
+
+def normalise_text(text: str) -> str:
+    """NFKC, no control or zero-width characters, single spaces, at most one blank line in a row."""
+    text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
+    text = "".join(c for c in text if c in "\n\t" or unicodedata.category(c) != "Cc")
+    lines = [_SPACES.sub(" ", line).strip() for line in text.splitlines()]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def non_letter_share(text: str) -> float:
+    """Share of non-whitespace characters that are not letters (0 for an empty text)."""
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return 0.0
+    return sum(1 for c in chars if not unicodedata.category(c).startswith("L")) / len(chars)
+
+
+def find_boilerplate(texts: list[str], min_docs: int, min_chars: int) -> set[str]:
+    """Lines that occur in at least ``min_docs`` different documents (and are long enough)."""
+    if min_docs <= 0:
+        return set()
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update({line for line in text.split("\n") if len(line) >= min_chars})
+    return {line for line, n in counts.items() if n >= min_docs}
+
+
+def _shingles(text: str, n: int) -> list[bytes]:
+    words = re.findall(r"\w+", text.lower())
+    n = max(1, min(n, len(words)))
+    return [" ".join(words[i : i + n]).encode() for i in range(max(1, len(words) - n + 1))]
+
+
+def near_duplicate_flags(texts: list[str], threshold: float, num_perm: int, shingle_words: int) -> list[bool]:
+    """True for each text that nearly duplicates an earlier kept one (MinHash-LSH, then verified)."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    hashes = MinHash.bulk([_shingles(t, shingle_words) for t in texts], num_perm=num_perm, seed=1)
+    flags = []
+    for i, mh in enumerate(hashes):
+        # LSH candidates are approximate; the MinHash estimate decides, so the threshold means
+        # what it says rather than what the band layout happens to let through.
+        dup = any(hashes[j].jaccard(mh) >= threshold for j in lsh.query(mh))
+        flags.append(dup)
+        if not dup:
+            lsh.insert(i, mh)
+    return flags
+
+
+def is_heldout(text: str, share: float) -> bool:
+    """Stable held-out membership from a hash of the text (independent of order and seed)."""
+    if share <= 0:
+        return False
+    h = int.from_bytes(hashlib.sha1(text.encode()).digest()[:8], "big")
+    return h / 2**64 < share
+
+
+def clean_corpus(docs: list[Document], config: CleanConfig | None = None) -> CleanResult:
+    """Normalise, filter and split ``docs``; see the module docstring for the order of filters."""
+    config = config or CleanConfig()
+    dropped = dict.fromkeys(REASONS, 0)
+    dropped_words = dict.fromkeys(REASONS, 0)
+
+    def drop(reason: str, text: str) -> None:
+        dropped[reason] += 1
+        dropped_words[reason] += len(text.split())
+
+    changed = 0
+    kept: list[Document] = []
+    seen: set[bytes] = set()
+    for doc in docs:
+        text = normalise_text(doc.text)
+        changed += text != doc.text
+        if not text:
+            drop("empty", doc.text)
+            continue
+        if config.dedup:
+            digest = hashlib.sha1(text.encode()).digest()
+            if digest in seen:
+                drop("duplicate", text)
+                continue
+            seen.add(digest)
+        kept.append(Document(text, doc.source))
+
+    boiler = find_boilerplate(
+        [d.text for d in kept], config.boilerplate_min_docs, config.boilerplate_min_chars
+    )
+    lines_removed = 0
+    survivors: list[Document] = []
+    for doc in kept:
+        text = doc.text
+        if boiler:
+            lines = text.split("\n")
+            rest = [line for line in lines if line not in boiler]
+            lines_removed += len(lines) - len(rest)
+            text = normalise_text("\n".join(rest))
+            if not text:
+                drop("boilerplate", doc.text)
+                continue
+        n_words = len(text.split())
+        if n_words < config.min_words:
+            drop("too_short", text)
+        elif n_words > config.max_words:
+            drop("too_long", text)
+        elif non_letter_share(text) > config.max_non_letter:
+            drop("non_letter", text)
+        else:
+            survivors.append(Document(text, doc.source))
+
+    if config.near_dup_threshold > 0 and survivors:
+        flags = near_duplicate_flags(
+            [d.text for d in survivors], config.near_dup_threshold, config.num_perm, config.shingle_words
+        )
+        for doc, flag in zip(survivors, flags):
+            if flag:
+                drop("near_duplicate", doc.text)
+        survivors = [d for d, flag in zip(survivors, flags) if not flag]
+
+    heldout = [d for d in survivors if is_heldout(d.text, config.heldout)]
+    train = [d for d in survivors if not is_heldout(d.text, config.heldout)]
+    return CleanResult(
+        train=train,
+        heldout=heldout,
+        dropped=dropped,
+        dropped_words=dropped_words,
+        boilerplate_lines=sorted(boiler)[:20],
+        lines_removed=lines_removed,
+        normalised_changed=changed,
+        config=asdict(config),
+    )

@@ -1,0 +1,238 @@
+"""Aggregates behind every table: learning-rate selection, leaderboards, ranks, paired gaps.
+
+Scores are in *points* (metric x 100) from here on, the unit the report speaks. Only successful
+runs enter aggregates; failed and missing runs are counted next to them so nothing disappears.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ptft_bench.report.load import RunSet
+from ptft_bench.report.stats import PairedResult, paired, rank_desc, summarize
+
+REFERENCE_STRATEGY = "full"
+# Cost columns averaged over the seeds of the selected learning rate.
+COST_COLUMNS = (
+    "trainable_params",
+    "trainable_pct",
+    "total_params",
+    "train_seconds",
+    "eval_seconds",
+    "train_samples_per_second",
+    "train_tokens_per_second",
+    "peak_memory_bytes",
+    "checkpoint_bytes",
+    "train_flops",
+    "achieved_flops_per_second",
+    "utilisation",
+    "peak_flops_per_second",
+)
+GROUP = ["task", "model", "variant"]
+
+
+def select_lr(ok: pd.DataFrame) -> tuple[float, dict[float, float], str]:
+    """Pick the lr with the best mean validation primary metric over seeds (one variant's runs).
+
+    Returns (lr, {lr: mean validation points}, note). Ties go to the smaller lr (listed first).
+    Without any validation value the lr with most successful seeds is used, and the note says so.
+    """
+    by_lr = {
+        float(lr): float(np.nanmean(g["val_primary"])) * 100 if g["val_primary"].notna().any() else math.nan
+        for lr, g in ok.groupby("lr", sort=True)
+    }
+    finite = {lr: v for lr, v in by_lr.items() if math.isfinite(v)}
+    if finite:
+        best = max(finite.values())
+        return min(lr for lr, v in finite.items() if v == best), by_lr, ""
+    counts = ok.groupby("lr", sort=True).size()
+    return float(counts.idxmax()), by_lr, "no validation metric: lr with most seeds"
+
+
+def _row_for_variant(
+    task: str, model: str, variant: str, runs: pd.DataFrame, missing: pd.DataFrame
+) -> dict[str, Any]:
+    ok = runs[runs["status"] == "ok"]
+    first = runs.iloc[0] if len(runs) else None
+    row: dict[str, Any] = {
+        "task": task,
+        "model": model,
+        "variant": variant,
+        "strategy": first["strategy"] if first is not None else None,
+        "strategy_family": first["strategy_family"] if first is not None else None,
+        "primary_metric": next((p for p in runs["primary_metric"] if p), None),
+        "n_runs_ok": len(ok),
+        "n_runs_failed": len(runs) - len(ok),
+        "n_runs_missing": len(missing),
+        "lr": math.nan,
+        "lr_scores": {},
+        "lr_note": "",
+        "seed_scores": {},
+        "test_metrics": {},
+    }
+    if ok.empty:
+        row.update(n_seeds=0, test_mean=math.nan, test_std=math.nan)
+        row.update(test_ci_low=math.nan, test_ci_high=math.nan, val_mean=math.nan)
+        row.update({c: math.nan for c in COST_COLUMNS})
+        return row
+    lr, lr_scores, note = select_lr(ok)
+    sel = ok[ok["lr"] == lr]
+    summ = summarize((sel["test_primary"] * 100).tolist())
+    metric_names = sorted({m for d in sel["metrics_test"] for m in d})
+    row.update(
+        lr=lr,
+        lr_scores=lr_scores,
+        lr_note=note,
+        n_seeds=summ.n,
+        test_mean=summ.mean,
+        test_std=summ.std,
+        test_ci_low=summ.ci_low,
+        test_ci_high=summ.ci_high,
+        val_mean=lr_scores.get(lr, math.nan),
+        seed_scores={s: float(v) * 100 for s, v in zip(sel["seed"], sel["test_primary"])},
+        test_metrics={
+            m: summarize([d.get(m, math.nan) * 100 for d in sel["metrics_test"]])
+            for m in metric_names
+        },
+        history=list(sel["history"]),
+        seed_list=list(sel["seed"]),
+    )
+    for col in COST_COLUMNS:
+        vals = sel[col].astype(float)
+        row[col] = float(vals.mean()) if vals.notna().any() else math.nan
+    return row
+
+
+def leaderboard(rs: RunSet) -> pd.DataFrame:
+    """One row per (task, model, strategy variant) at its selected lr, with per-task ranks.
+
+    Rank 1 = best mean test primary metric within (task, model); ties share the average rank.
+    """
+    runs, missing = rs.runs, rs.missing
+    keys = set(map(tuple, runs[GROUP].itertuples(index=False))) if len(runs) else set()
+    known_missing = missing.dropna(subset=["task", "model", "variant"])
+    keys |= set(map(tuple, known_missing[GROUP].itertuples(index=False)))
+    rows = []
+    for task, model, variant in sorted(keys):
+        sub = runs[(runs["task"] == task) & (runs["model"] == model) & (runs["variant"] == variant)]
+        mis = known_missing[
+            (known_missing["task"] == task)
+            & (known_missing["model"] == model)
+            & (known_missing["variant"] == variant)
+        ]
+        row = _row_for_variant(task, model, variant, sub, mis)
+        if row["strategy"] is None and len(mis):
+            row["strategy"] = mis["strategy"].iloc[0]
+            row["strategy_family"] = mis["strategy"].iloc[0]
+        rows.append(row)
+    lb = pd.DataFrame(rows)
+    if lb.empty:
+        return lb
+    lb["rank"] = math.nan
+    for _, idx in lb.groupby(["task", "model"]).groups.items():
+        lb.loc[idx, "rank"] = rank_desc(lb.loc[idx, "test_mean"].tolist())
+    # Fill the primary metric name for rows whose runs all failed, from their task.
+    names = lb.dropna(subset=["primary_metric"]).groupby("task")["primary_metric"].first()
+    lb["primary_metric"] = lb["primary_metric"].fillna(lb["task"].map(names))
+    return lb.sort_values(["model", "task", "test_mean"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, variant): mean score over tasks, mean rank, and how many tasks it has."""
+    ok = lb[lb["test_mean"].notna()]
+    if ok.empty:
+        return pd.DataFrame(columns=["model", "variant", "strategy_family", "n_tasks", "mean_score", "mean_rank"])
+    out = (
+        ok.groupby(["model", "variant"])
+        .agg(
+            strategy=("strategy", "first"),
+            strategy_family=("strategy_family", "first"),
+            n_tasks=("task", "nunique"),
+            mean_score=("test_mean", "mean"),
+            mean_rank=("rank", "mean"),
+            trainable_pct=("trainable_pct", "mean"),
+            trainable_params=("trainable_params", "mean"),
+            train_seconds=("train_seconds", "mean"),
+            peak_memory_bytes=("peak_memory_bytes", "mean"),
+        )
+        .reset_index()
+    )
+    n_tasks = ok.groupby("model")["task"].nunique()
+    out["all_tasks"] = out["n_tasks"] == out["model"].map(n_tasks)
+    return out.sort_values(["model", "mean_rank", "mean_score"], ascending=[True, True, False]).reset_index(drop=True)
+
+
+def reference_variant(lb: pd.DataFrame, model: str) -> str | None:
+    """The full fine-tuning variant of `model` (the best-ranked one if there are several)."""
+    full = lb[(lb["model"] == model) & (lb["strategy"] == REFERENCE_STRATEGY) & lb["test_mean"].notna()]
+    if full.empty:
+        return None
+    return str(full.groupby("variant")["rank"].mean().sort_values().index[0])
+
+
+def _pairs(a: dict[Any, float], b: dict[Any, float]) -> tuple[list[float], list[float]]:
+    common = sorted(set(a) & set(b), key=str)
+    return [a[s] for s in common], [b[s] for s in common]
+
+
+def vs_reference(lb: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Differences to full fine-tuning, paired by seed: (per task, across tasks).
+
+    Across tasks, pairs are (task, seed): the same seed of the same task under both strategies.
+    Each row carries a `PairedResult` in column `paired`.
+    """
+    per_task, overall = [], []
+    for model in sorted(lb["model"].unique()):
+        ref = reference_variant(lb, model)
+        if ref is None:
+            continue
+        mlb = lb[(lb["model"] == model) & lb["test_mean"].notna()]
+        ref_rows = mlb[mlb["variant"] == ref].set_index("task")
+        for variant, vrows in mlb[mlb["variant"] != ref].groupby("variant"):
+            all_a, all_b = [], []
+            for _, r in vrows.iterrows():
+                if r["task"] not in ref_rows.index:
+                    continue
+                a, b = _pairs(r["seed_scores"], ref_rows.loc[r["task"], "seed_scores"])
+                all_a += a
+                all_b += b
+                per_task.append(
+                    dict(model=model, task=r["task"], variant=variant, reference=ref,
+                         strategy_family=r["strategy_family"], paired=paired(a, b))
+                )
+            overall.append(
+                dict(model=model, variant=variant, reference=ref,
+                     strategy_family=vrows["strategy_family"].iloc[0], paired=paired(all_a, all_b))
+            )
+    return pd.DataFrame(per_task), pd.DataFrame(overall)
+
+
+def model_comparison(lb: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """Per (task, variant): score per model and the paired difference to the reference model.
+
+    The reference model is the first in sorted order; returns (table, reference) and an empty
+    table when there is only one model.
+    """
+    models = sorted(lb["model"].unique())
+    if len(models) < 2:
+        return pd.DataFrame(), None
+    ref = models[0]
+    rows = []
+    ok = lb[lb["test_mean"].notna()]
+    for (task, variant), g in ok.groupby(["task", "variant"]):
+        by_model = g.set_index("model")
+        row: dict[str, Any] = {"task": task, "variant": variant}
+        for m in models:
+            row[f"score:{m}"] = by_model.loc[m, "test_mean"] if m in by_model.index else math.nan
+        for m in models[1:]:
+            if m in by_model.index and ref in by_model.index:
+                a, b = _pairs(by_model.loc[m, "seed_scores"], by_model.loc[ref, "seed_scores"])
+                row[f"paired:{m}"] = paired(a, b)
+            else:
+                row[f"paired:{m}"] = PairedResult(0, math.nan, math.nan, math.nan, math.nan)
+        rows.append(row)
+    return pd.DataFrame(rows), ref

@@ -1,0 +1,246 @@
+"""Read run records and sweep plans from one or more run folders into pandas frames.
+
+A run folder holds `records/<run_id>.json` (schema in docs/CONTRACTS.md) and, optionally, the
+plan the sweep was started from, `plan.json`:
+
+    {
+      "suite": "quick",
+      "runs": [
+        {"run_id": "sst2-minilm-l6-lora-r8-lr5e-4-s0", "task": "sst2", "model": "minilm-l6",
+         "strategy": "lora", "variant": "lora(r=8)", "strategy_params": {"r": 8},
+         "lr": 5e-4, "seed": 0},
+        ...
+      ]
+    }
+
+Every planned run without a record is reported as *missing*; that is how a partial sweep stays
+honest. Several run folders (shards of one sweep) are merged: records are keyed by `run_id`, and a
+run recorded twice keeps its successful record (then the most recent one).
+
+Loading is tolerant on purpose: a report is most useful exactly when a sweep went wrong, so
+optional keys may be absent or null, and an unreadable record becomes a failure with a reason
+instead of an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ptft_bench.errors import UserError
+
+# Numeric record keys copied as-is (missing or null -> NaN).
+NUMERIC_KEYS = (
+    "lr",
+    "trainable_params",
+    "trainable_params_head",
+    "total_params",
+    "train_seconds",
+    "eval_seconds",
+    "train_samples_per_second",
+    "train_tokens_per_second",
+    "peak_memory_bytes",
+    "checkpoint_bytes",
+    "train_flops",
+    "achieved_flops_per_second",
+    "utilisation",
+    "peak_flops_per_second",
+    "best_epoch",
+)
+PLAN_KEYS = ("run_id", "task", "model", "strategy", "variant", "strategy_params", "lr", "seed")
+
+
+@dataclass
+class RunSet:
+    """Everything the report is computed from.
+
+    Attributes:
+        runs: one row per run record (ok and failed); see `record_to_row` for the columns.
+        missing: one row per planned or expected run id with no record (plan columns, NaN when
+            only the id is known).
+        problems: files that could not be read, as human-readable lines.
+        sources: the run folders read.
+        suites: suite names seen in plans and records.
+    """
+
+    runs: pd.DataFrame
+    missing: pd.DataFrame
+    problems: list[str] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)
+    suites: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """The successful runs (the only ones that enter aggregates)."""
+        return self.runs[self.runs["status"] == "ok"]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """The runs recorded as failed (or whose record is unusable)."""
+        return self.runs[self.runs["status"] != "ok"]
+
+
+def variant_label(strategy: str, params: dict[str, Any] | None) -> str:
+    """The label used when a record has no `variant`: "lora(r=8, alpha=16)" or "full"."""
+    if not params:
+        return strategy
+    inner = ", ".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{strategy}({inner})"
+
+
+def _num(value: Any) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def record_to_row(rec: dict[str, Any], source: str) -> dict[str, Any]:
+    """Flatten one run record into a row; unknown or missing values become NaN / None."""
+    strategy = str(rec.get("strategy") or "unknown")
+    params = _dict(rec.get("strategy_params"))
+    task_info = _dict(rec.get("task_info"))
+    metrics = _dict(rec.get("metrics"))
+    val = {k: _num(v) for k, v in _dict(metrics.get("validation")).items()}
+    test = {k: _num(v) for k, v in _dict(metrics.get("test")).items()}
+    primary = rec.get("primary_metric") or task_info.get("primary_metric")
+    row: dict[str, Any] = {
+        "run_id": str(rec.get("run_id") or ""),
+        "suite": rec.get("suite"),
+        "task": str(rec.get("task") or "unknown"),
+        "model": str(rec.get("model") or "unknown"),
+        "strategy": strategy,
+        "strategy_family": str(rec.get("strategy_family") or strategy),
+        "variant": str(rec.get("variant") or variant_label(strategy, params)),
+        "strategy_params": params,
+        "seed": rec.get("seed"),
+        "status": str(rec.get("status") or "failed"),
+        "error": rec.get("error"),
+        "primary_metric": primary,
+        "metrics_validation": val,
+        "metrics_test": test,
+        "precision": rec.get("precision"),
+        "history": rec.get("history") if isinstance(rec.get("history"), list) else [],
+        "env": _dict(rec.get("env")),
+        "task_info": task_info,
+        "budget": _dict(rec.get("budget")),
+        "started_at": rec.get("started_at"),
+        "finished_at": rec.get("finished_at"),
+        "source": source,
+    }
+    for key in NUMERIC_KEYS:
+        row[key] = _num(rec.get(key))
+    row["val_primary"] = val.get(primary, math.nan) if primary else math.nan
+    row["test_primary"] = test.get(primary, math.nan) if primary else math.nan
+    row["trainable_pct"] = 100.0 * row["trainable_params"] / row["total_params"]
+    # A record that says "ok" but carries no test score cannot be ranked; say so instead of
+    # letting it vanish from the aggregates.
+    if row["status"] == "ok" and not math.isfinite(row["test_primary"]):
+        row["status"] = "failed"
+        row["error"] = f"record says ok but has no test value for primary metric {primary!r}"
+    return row
+
+
+def _read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _records_dir(run_dir: Path) -> Path:
+    return run_dir / "records" if (run_dir / "records").is_dir() else run_dir
+
+
+def _prefer(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Of two records of one run (overlapping shards, a retried run), keep ok, then the newer."""
+    a_ok, b_ok = a["status"] == "ok", b["status"] == "ok"
+    if a_ok != b_ok:
+        return a if a_ok else b
+    return a if str(a.get("finished_at") or "") >= str(b.get("finished_at") or "") else b
+
+
+def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) -> RunSet:
+    """Read every record and plan under `run_dirs`; missing = planned or expected, no record.
+
+    Raises:
+        UserError: a folder does not exist, or nothing at all (no record, no plan) was found.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    planned: dict[str, dict[str, Any]] = {}
+    problems: list[str] = []
+    suites: list[str] = []
+    sources = [Path(d) for d in run_dirs]
+    for run_dir in sources:
+        if not run_dir.is_dir():
+            raise UserError(f"run folder {run_dir} does not exist; pass the folder given to `run --out`")
+        plan_path = run_dir / "plan.json"
+        if plan_path.is_file():
+            try:
+                plan = _read_json(plan_path)
+                if plan.get("suite"):
+                    suites.append(str(plan["suite"]))
+                for entry in plan.get("runs", []):
+                    if isinstance(entry, dict) and entry.get("run_id"):
+                        planned.setdefault(str(entry["run_id"]), entry)
+            except (OSError, ValueError, AttributeError) as exc:
+                problems.append(f"{plan_path}: unreadable plan ({exc})")
+        for path in sorted(_records_dir(run_dir).glob("*.json")):
+            if path.name == "plan.json":
+                continue
+            try:
+                rec = _read_json(path)
+                if not isinstance(rec, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                problems.append(f"{path}: unreadable record ({exc})")
+                continue
+            rec.setdefault("run_id", path.stem)
+            row = record_to_row(rec, str(run_dir))
+            rid = row["run_id"]
+            rows[rid] = _prefer(rows[rid], row) if rid in rows else row
+    if not rows and not planned and not expected_run_ids:
+        names = ", ".join(str(s) for s in sources)
+        raise UserError(f"no run records found in {names}; run `ptft-bench run` first")
+    runs = pd.DataFrame(list(rows.values()))
+    if runs.empty:
+        runs = pd.DataFrame(columns=list(record_to_row({}, "").keys()))
+    for rid, rec in rows.items():
+        if rec.get("suite"):
+            suites.append(str(rec["suite"]))
+    missing_ids = (set(planned) | set(expected_run_ids or ())) - set(rows)
+    missing = pd.DataFrame(
+        [_plan_row(rid, planned.get(rid, {})) for rid in sorted(missing_ids)],
+        columns=list(PLAN_KEYS),
+    )
+    return RunSet(
+        runs=runs.reset_index(drop=True),
+        missing=missing,
+        problems=problems,
+        sources=sources,
+        suites=sorted(set(suites)),
+    )
+
+
+def _plan_row(run_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    strategy = entry.get("strategy")
+    params = _dict(entry.get("strategy_params"))
+    variant = entry.get("variant") or (variant_label(strategy, params) if strategy else None)
+    return {
+        "run_id": run_id,
+        "task": entry.get("task"),
+        "model": entry.get("model"),
+        "strategy": strategy,
+        "variant": variant,
+        "strategy_params": params,
+        "lr": _num(entry.get("lr")),
+        "seed": entry.get("seed"),
+    }

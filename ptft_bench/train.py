@@ -1,0 +1,242 @@
+"""The training loop: strategy-agnostic, built on Accelerate.
+
+Everything strategy-specific reaches this loop through the contract: the model the strategy
+prepared, its parameter groups and its callbacks. There is no strategy name in this file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from ptft_bench import data as D
+from ptft_bench.callbacks import TrainCallback, TrainState
+from ptft_bench.metrics import compute_metrics
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (non-finite loss, ...); recorded as failed, the sweep continues."""
+
+
+@dataclass
+class Budget:
+    """How much training each run gets (identical for every strategy in a suite)."""
+
+    epochs: int = 3
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    early_stopping_patience: int | None = None  # epochs without improvement
+    length_grouping: bool = True
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"budget.epochs must be >= 1, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"budget.max_steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("budget.batch_size and eval_batch_size must be >= 1")
+        if not 8 <= self.max_length <= 4096:
+            raise ValueError(f"budget.max_length must be in [8, 4096], got {self.max_length}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"budget.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+
+@dataclass
+class FitResult:
+    validation: dict[str, float]
+    test: dict[str, float]
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    steps: int = 0
+    train_samples: int = 0
+    train_tokens: int = 0  # non-padding tokens seen in training
+    padded_positions: int = 0  # positions fed to the model in training (tokens + padding)
+
+
+def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    nb = device.type == "cuda"
+    return {k: v.to(device, non_blocking=nb) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    split: D.EncodedSplit,
+    pad_id: int,
+    batch_size: int,
+    accelerator: Accelerator,
+) -> np.ndarray:
+    """Logits for every example of `split`, in the split's order (sharded across processes)."""
+    model.eval()
+    batches = D.eval_batches(split.lengths, batch_size)
+    mine = batches[accelerator.process_index :: accelerator.num_processes]
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for b in mine:
+        batch = _to_device(D.collate(split, b, pad_id), accelerator.device)
+        batch.pop("labels")
+        with accelerator.autocast():
+            logits = model(**batch).logits
+        out.append((b, logits.float().cpu().numpy()))
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        out = gather_object(out)
+    if not out:
+        return np.zeros((0, 1), dtype=np.float32)
+    idx = np.concatenate([i for i, _ in out])
+    logits = np.concatenate([lg for _, lg in out])
+    result = np.empty_like(logits)
+    result[idx] = logits
+    return result
+
+
+def evaluate(model, split, spec, pad_id, batch_size, accelerator) -> dict[str, float]:
+    logits = predict(model, split, pad_id, batch_size, accelerator)
+    return compute_metrics(spec, logits, split.labels)
+
+
+def fit(
+    model: torch.nn.Module,
+    param_groups: list[dict[str, Any]],
+    encoded: dict[str, D.EncodedSplit],
+    spec: Any,
+    budget: Budget,
+    seed: int,
+    accelerator: Accelerator,
+    pad_id: int,
+    callbacks: list[TrainCallback] = (),
+    get_state: Any = None,
+    set_state: Any = None,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train, evaluate on validation each epoch, keep the best state, score test with it.
+
+    `get_state()` / `set_state(state)` snapshot and restore what the strategy trains (the best
+    epoch's weights); by default the whole state dict.
+    """
+    train, val = encoded["train"], encoded["validation"]
+    world = accelerator.num_processes
+    n_batches = math.ceil(len(train) / budget.batch_size)
+    steps_per_epoch = max(1, n_batches // world)
+    total_steps = budget.max_steps or steps_per_epoch * budget.epochs
+    epochs = math.ceil(total_steps / steps_per_epoch)
+
+    optimizer = torch.optim.AdamW(param_groups, **_adamw_kwargs(accelerator.device))
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(budget.warmup_ratio * total_steps), total_steps
+    )
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    base = accelerator.unwrap_model(model)
+    get_state = get_state or (lambda: {k: v.detach().clone() for k, v in base.state_dict().items()})
+    set_state = set_state or base.load_state_dict
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+
+    state = TrainState(base, optimizer, 0, 0, steps_per_epoch, total_steps)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    history: list[dict[str, Any]] = []
+    result = FitResult({}, {}, 0, history)
+    best_score, best_state, best_val, bad_epochs = -math.inf, None, {}, 0
+    lengths = train.lengths
+    bar = tqdm(total=total_steps, desc=desc, disable=not (progress and accelerator.is_main_process),
+               leave=False, dynamic_ncols=True)
+    step, running, running_n = 0, 0.0, 0
+    t_train = 0.0
+    for epoch in range(epochs):
+        state.epoch = epoch
+        for cb in callbacks:
+            cb.on_epoch_begin(state)
+        if budget.length_grouping:
+            batches = D.length_grouped_batches(lengths, budget.batch_size, seed, epoch)
+        else:
+            batches = D.random_batches(len(train), budget.batch_size, seed, epoch)
+        # Each process takes every world-th batch; equal counts keep DDP's collectives in step.
+        batches = batches[: steps_per_epoch * world][accelerator.process_index :: world]
+        model.train()
+        t0 = time.perf_counter()
+        for b in batches:
+            if step >= total_steps:
+                break
+            batch = _to_device(D.collate(train, b, pad_id), accelerator.device)
+            with accelerator.autocast():
+                loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss ({loss.item()}) at step {step}")
+            accelerator.backward(loss)
+            if budget.grad_clip:
+                accelerator.clip_grad_norm_(params, budget.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            state.global_step = step
+            for cb in callbacks:
+                cb.on_step_end(state)
+            result.train_samples += len(b) * world
+            result.train_tokens += int(lengths[b].sum()) * world
+            result.padded_positions += int(lengths[b].max()) * len(b) * world
+            running += loss.item()
+            running_n += 1
+            if step % budget.log_every == 0 or step == total_steps:
+                history.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
+                                "loss": running / running_n, "lr": scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{running / running_n:.4f}",
+                                samples_s=f"{result.train_samples / (t_train + time.perf_counter() - t0):.1f}")
+                running, running_n = 0.0, 0
+            bar.update(1)
+        t_train += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        val_metrics = evaluate(model, val, spec, pad_id, budget.eval_batch_size, accelerator)
+        result.eval_seconds += time.perf_counter() - t0
+        history.append({"step": step, "epoch": epoch + 1, "validation": val_metrics})
+        score = val_metrics[spec.primary_metric]
+        if not math.isfinite(score):
+            score = -math.inf
+        if score > best_score or best_state is None:
+            best_score, best_state, best_val, bad_epochs = score, get_state(), val_metrics, 0
+            result.best_epoch = epoch + 1
+        else:
+            bad_epochs += 1
+        if budget.early_stopping_patience is not None and bad_epochs >= budget.early_stopping_patience:
+            break
+        if step >= total_steps:
+            break
+    bar.close()
+    for cb in callbacks:
+        cb.on_train_end(state)
+
+    set_state(best_state)
+    t0 = time.perf_counter()
+    result.test = evaluate(model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator)
+    result.eval_seconds += time.perf_counter() - t0
+    result.validation = best_val
+    result.train_seconds = t_train
+    result.steps = step
+    return result
+
+
+def _adamw_kwargs(device: torch.device) -> dict[str, Any]:
+    # The fused CUDA kernel is several times faster than the per-tensor loop on GPU.
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
+def budget_dict(budget: Budget) -> dict[str, Any]:
+    return asdict(budget)

@@ -1,0 +1,24 @@
+"""BitFit (Ben Zaken et al., 2022): train only the bias terms of the encoder, plus the head."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ptft_bench.model_parts import find_parts
+from ptft_bench.registry import Strategy, register_strategy
+from strategies._layers import head_prefixes, in_any, set_trainable
+
+
+@register_strategy("bitfit")
+class BitFit(Strategy):
+    description = "Train only the bias terms (all of them, LayerNorm's too) plus the task head."
+    family = "bias"
+    # The paper sweeps 1e-4..1e-3 (biases need larger steps than full fine-tuning).
+    default_lrs = (1e-4, 1e-3)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        # The head (and pooler) is freshly initialised for the task, so it trains in full, as in
+        # the paper; in the encoder only tensors named `*.bias` train.
+        heads = head_prefixes(find_parts(model))
+        set_trainable(model, lambda name, _p: in_any(name, heads) or name.endswith(".bias"))
+        return model

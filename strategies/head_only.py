@@ -1,0 +1,37 @@
+"""Head-only training (linear probing): the encoder stays frozen, only the task head learns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ptft_bench.model_parts import find_parts
+from ptft_bench.registry import Strategy, register_strategy
+from strategies._layers import head_prefixes, in_any, set_trainable
+
+
+@dataclass
+class HeadOnlyConfig:
+    train_pooler: bool = field(
+        default=True,
+        metadata={
+            "help": "Also train the pooler (BERT's pooler, DeBERTa's ContextPooler). On by default: "
+            "the classifier reads the pooler's output, and a frozen pooler of a model that was not "
+            "pretrained with next-sentence prediction (e.g. sentence encoders) is untrained noise."
+        },
+    )
+
+
+@register_strategy("head_only")
+class HeadOnly(Strategy):
+    description = "Freeze the encoder; train only the classification head (and pooler)."
+    family = "head"
+    config_class = HeadOnlyConfig
+    # A freshly initialised head on frozen features tolerates (and needs) large rates.
+    default_lrs = (1e-3, 5e-3)
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        heads = head_prefixes(find_parts(model), self.config.train_pooler)
+        set_trainable(model, lambda name, _p: in_any(name, heads))
+        return model

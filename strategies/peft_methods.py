@@ -1,0 +1,371 @@
+"""Hugging Face `peft` methods as strategies: the method's modules plus the classification head train.
+
+    get_strategy("ia3")                                        # a shortcut with literature defaults
+    get_strategy("prompt_tuning", num_virtual_tokens=50)       # fields of peft's own config class
+    get_strategy("peft", method="boft", boft_block_size=4)     # any peft method by name
+
+Target modules are found by structure (`find_projections`), not by peft's per-architecture table,
+so every method gets the same roles ("query", "value", "ffn_out", ...) on BERT, RoBERTa,
+DistilBERT (absent from peft's table), ELECTRA and DeBERTa-v2. The head (`find_parts(model).head`,
+e.g. DistilBERT's `pre_classifier` + `classifier`) is always in `modules_to_save`; a backbone pooler
+stays frozen, as in peft's own sequence-classification setup. `lora` lives in `strategies/lora.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ptft_bench.callbacks import TrainCallback, TrainState
+from ptft_bench.model_parts import find_parts
+from ptft_bench.registry import Strategy, _coerce, register_strategy
+
+# Roles a `targets` entry may name; anything else is passed to peft as a module-name suffix.
+ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
+ALL_LINEAR = "all-linear"
+# Leaf names of the q/k/v projections: BERT `query`, DistilBERT `q_lin`, DeBERTa-v2 `query_proj`.
+_QKV_TOKENS = {"query": {"q", "query"}, "key": {"k", "key"}, "value": {"v", "value"}}
+# Fields of peft's configs that this module sets itself (or that make no sense in a benchmark).
+_MANAGED = {
+    "peft_type", "task_type", "inference_mode", "base_model_name_or_path", "revision",
+    "auto_mapping", "target_modules", "modules_to_save", "peft_version",
+}  # fmt: skip
+
+
+def find_projections(model: nn.Module) -> dict[str, list[str]]:
+    """Qualified names of each block's Linear layers by role, found by shape and order.
+
+    `ffn_in` maps hidden -> intermediate, `ffn_out` intermediate -> hidden; `attn_out` is the last
+    hidden -> hidden Linear before `ffn_in` (the attention output projection in every encoder
+    here); `query` / `key` / `value` are recognised by leaf name (`query`, `q_lin`, `query_proj`).
+    """
+    parts = find_parts(model)
+    hidden = parts.backbone.config.hidden_size
+    names = {id(m): n for n, m in model.named_modules()}
+    roles: dict[str, list[str]] = {r: [] for r in ROLES}
+    for block in parts.blocks:
+        linears = [(n, m) for n, m in block.named_modules() if isinstance(m, nn.Linear)]
+        square = [(n, m) for n, m in linears if m.in_features == m.out_features == hidden]
+        ffn_in = [n for n, m in linears if m.in_features == hidden and m.out_features != hidden]
+        ffn_out = [n for n, m in linears if m.out_features == hidden and m.in_features != hidden]
+        found = {"ffn_in": ffn_in, "ffn_out": ffn_out}
+        for role, tokens in _QKV_TOKENS.items():
+            found[role] = [n for n, _ in square if n.split(".")[-1].split("_")[0] in tokens]
+        qkv = {n for r in _QKV_TOKENS for n in found[r]}
+        before_ffn = [n for n, m in linears if n in ffn_in][:1]
+        order = [n for n, _ in linears]
+        cut = order.index(before_ffn[0]) if before_ffn else len(order)
+        out = [n for n, _ in square if n not in qkv and order.index(n) < cut]
+        found["attn_out"] = out[-1:]
+        for role, leaf_names in found.items():
+            roles[role] += [f"{names[id(block)]}.{n}" for n in leaf_names]
+    return roles
+
+
+def resolve_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
+    """Qualified module names for `targets` (roles, "all-linear" or module-name suffixes)."""
+    roles = find_projections(model)
+    head = tuple(find_parts(model).head)
+    out: list[str] = []
+    for t in targets:
+        if t == ALL_LINEAR:
+            # Every Linear in the blocks: peft's own "all-linear" also catches DistilBERT's
+            # `pre_classifier`, which then clashes with modules_to_save.
+            hits = [n for r in ROLES for n in roles[r]]
+            hits += [
+                n
+                for n, m in model.named_modules()
+                if isinstance(m, nn.Linear)
+                and n.startswith(find_parts(model).blocks_prefix + ".")
+                and n not in hits
+            ]
+        elif t in roles:
+            hits = roles[t]
+        else:
+            hits = [
+                n
+                for n, m in model.named_modules()
+                if (n == t or n.endswith("." + t)) and not n.startswith(head)
+            ]
+        if not hits:
+            raise ValueError(
+                f"target {t!r} matches no module of {type(model).__name__}; use one of "
+                f"{', '.join(ROLES)}, {ALL_LINEAR!r} or a module-name suffix"
+            )
+        out += [h for h in hits if h not in out]
+    return out
+
+
+def method_supports(method: str | None, model: nn.Module) -> str | None:
+    """None if peft `method` runs on `model`, else the reason it cannot."""
+    if method == "prefix_tuning":
+        backbone = find_parts(model).backbone
+        if "past_key_values" not in inspect.signature(backbone.forward).parameters:
+            return f"prefix tuning needs past_key_values, which {type(backbone).__name__} lacks"
+    return None
+
+
+def peft_config_class(method: str) -> type:
+    """peft's config class for a method name such as "lora", "ia3" or "prefix_tuning"."""
+    from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
+
+    by_name = {str(k.value).lower(): v for k, v in PEFT_TYPE_TO_CONFIG_MAPPING.items()}
+    if method.lower() not in by_name:
+        close = difflib.get_close_matches(method.lower(), list(by_name), n=3)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown peft method {method!r}.{hint} Known: {', '.join(sorted(by_name))}.")
+    return by_name[method.lower()]
+
+
+@dataclass
+class PeftParams:
+    """Parameters of a peft strategy; `options` holds fields of peft's config class."""
+
+    method: str = field(default="lora", metadata={"help": "peft method, e.g. lora, ia3, boft"})
+    targets: tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "modules to adapt: roles (query, key, value, attn_out, ffn_in, ffn_out), "
+            "'all-linear' or module-name suffixes; None = the method's default; ignored by "
+            "prompt-learning methods"
+        },
+    )
+    options: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "fields of the peft config class, e.g. r=8"}
+    )
+
+    def __post_init__(self) -> None:
+        cls = peft_config_class(self.method)
+        fields = {f.name for f in dataclasses.fields(cls)} - _MANAGED
+        unknown = sorted(set(self.options) - fields)
+        if unknown:
+            hints = [difflib.get_close_matches(u, list(fields), n=1) for u in unknown]
+            said = ", ".join(f"{u}" + (f" (did you mean {h[0]}?)" if h else "") for u, h in zip(unknown, hints))
+            raise ValueError(f"peft method {self.method!r}: unknown option(s) {said}")
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # some peft configs use hints that do not resolve; skip coercion then
+            hints = {}
+        self.options = {k: _coerce(v, hints.get(k), f"{self.method}.{k}") for k, v in self.options.items()}
+        if self.targets is not None and not self.targets:
+            raise ValueError(f"peft method {self.method!r}: targets must not be empty")
+        self.peft_config(target_modules=None)  # peft's own checks (bad values raise here)
+
+    def peft_config(self, target_modules: list[str] | None, **extra: Any) -> Any:
+        """peft's config object; peft's validation errors become ValueErrors naming the method."""
+        cls = peft_config_class(self.method)
+        kwargs = {"task_type": "SEQ_CLS", **self.options, **extra}
+        if target_modules is not None:
+            kwargs["target_modules"] = target_modules
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"peft method {self.method!r}: {e}") from None
+
+
+class PeftStrategy(Strategy):
+    """A peft method plus the classification head. Subclasses fix `method` and defaults."""
+
+    family = "peft"
+    config_class = PeftParams
+    default_lrs = (5e-4, 1e-3)
+    method: ClassVar[str | None] = None  # fixed by shortcuts; None = taken from the parameters
+    defaults: ClassVar[dict[str, Any]] = {}  # our defaults for peft fields (literature values)
+    default_targets: ClassVar[tuple[str, ...]] = ("query", "value")
+
+    def __init__(self, **params: Any) -> None:
+        # Flat keywords that are not our own fields are peft options: get_strategy("ia3", x=1).
+        own = {f.name for f in dataclasses.fields(PeftParams)}
+        options = {**self.defaults, **params.pop("options", {})}
+        options.update({k: params.pop(k) for k in list(params) if k not in own})
+        if self.method is not None:
+            if params.get("method", self.method) != self.method:
+                raise ValueError(f"{self.name}: method is fixed to {self.method!r}")
+            params["method"] = self.method
+        super().__init__(**params, options=options)
+        self.total_steps: int | None = None
+
+    # -- optional hooks -----------------------------------------------------------------------
+    @classmethod
+    def supports(cls, model: nn.Module) -> str | None:
+        """None if the method runs on `model`, else the reason it cannot (for test skips)."""
+        return method_supports(cls.method, model)
+
+    def configure_for_training(self, total_steps: int) -> None:
+        """Called by the training loop before `apply` (AdaLoRA schedules its rank budget on it)."""
+        self.total_steps = int(total_steps)
+
+    # -- the contract -------------------------------------------------------------------------
+    def apply(self, model: nn.Module) -> nn.Module:
+        from peft import get_peft_model
+
+        reason = method_supports(self.config.method, model)
+        if reason:
+            raise ValueError(f"{self.name}: {reason}")
+        peft_cfg = self._build_peft_config(model)
+        head = list(find_parts(model).head)
+        if hasattr(peft_cfg, "modules_to_save"):
+            peft_cfg.modules_to_save = head
+        wrapped = get_peft_model(model, peft_cfg)
+        # Prompt-learning configs have no modules_to_save: train the head in place.
+        for name in head:
+            head_module = wrapped.base_model.get_submodule(name)
+            if not any(p.requires_grad for p in head_module.parameters()):
+                head_module.requires_grad_(True)
+        return wrapped
+
+    def callbacks(self) -> list[TrainCallback]:
+        return [AdaLoraAllocator()] if self.config.method == "adalora" else []
+
+    def _build_peft_config(self, model: nn.Module) -> Any:
+        cfg_cls = peft_config_class(self.config.method)
+        fields = {f.name for f in dataclasses.fields(cfg_cls)}
+        extra: dict[str, Any] = {}
+        target_modules = None
+        if "target_modules" in fields:
+            target_modules = resolve_targets(model, self.config.targets or self.default_targets)
+        if "feedforward_modules" in fields and "feedforward_modules" not in self.config.options:
+            ffn = set(find_projections(model)["ffn_out"] + find_projections(model)["ffn_in"])
+            extra["feedforward_modules"] = [t for t in target_modules or [] if t in ffn]
+        if "num_virtual_tokens" in fields:
+            prefix = self.config.method == "prefix_tuning"
+            extra.update(self._prompt_dims(model, prefix, self.config.options))
+        if self.config.method == "adalora":
+            extra.update(self._adalora_schedule())
+        return self.config.peft_config(target_modules, **extra)
+
+    @staticmethod
+    def _prompt_dims(model: nn.Module, prefix: bool, options: dict[str, Any]) -> dict[str, Any]:
+        # peft reads these from config.to_dict(), which misses DistilBERT's aliases (n_layers,
+        # dim); and prompts are prepended to the input embeddings, whose width differs from the
+        # hidden size in ELECTRA (prefix tuning's keys/values use the hidden size).
+        cfg = find_parts(model).backbone.config
+        embed_dim = model.get_input_embeddings().embedding_dim
+        dims = {
+            "num_layers": cfg.num_hidden_layers,
+            "num_attention_heads": cfg.num_attention_heads,
+            "token_dim": cfg.hidden_size if prefix else embed_dim,
+        }
+        return {k: v for k, v in dims.items() if k not in options}
+
+    def _adalora_schedule(self) -> dict[str, Any]:
+        # AdaLoRA prunes ranks between tinit and total_step - tfinal. Without a step count from
+        # the loop we assume 1000 steps; warm-up 10 % and final 20 % follow the spirit of the
+        # paper's schedule (Zhang et al. 2023: no pruning early, budget fixed at the end).
+        opts = self.config.options
+        total = int(opts.get("total_step") or self.total_steps or 1000)
+        return {
+            "total_step": total,
+            "tinit": opts.get("tinit", total // 10),
+            "tfinal": opts.get("tfinal", total // 5),
+        }
+
+    # -- saving: names without peft's wrapper segments ---------------------------------------
+    def trainable_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Adapter + head tensors, named like `bert.encoder.layer.0...lora_A.weight`."""
+        return {
+            clean_name(n): p.detach().cpu().clone()
+            for n, p in self.trainable_named_parameters(model)
+        }
+
+    def load_trainable_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+        params = {clean_name(n): p for n, p in self.trainable_named_parameters(model)}
+        missing, unexpected = sorted(set(params) - set(state)), sorted(set(state) - set(params))
+        if missing or unexpected:
+            raise ValueError(
+                f"{self.name}: state does not fit the model (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]}); apply the same strategy config first"
+            )
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(state[n])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat parameters (peft options beside `targets`), so get_strategy(**params) round-trips."""
+        params: dict[str, Any] = {"targets": self.config.targets, **self.config.options}
+        if self.method is None:
+            params["method"] = self.config.method
+        if params["targets"] is not None:
+            params["targets"] = list(params["targets"])
+        return {"name": self.name, "params": params}
+
+
+_WRAPPER_SEGMENT = re.compile(r"\.(default|modules_to_save)(?=\.)")
+
+
+def clean_name(name: str) -> str:
+    """peft's parameter name without wrapper segments (`base_model.model.`, `.default`, ...)."""
+    name = name.removeprefix("base_model.model.")
+    return _WRAPPER_SEGMENT.sub("", name)
+
+
+class AdaLoraAllocator(TrainCallback):
+    """AdaLoRA's rank reallocation; needs gradients, so the loop runs it before zero_grad()."""
+
+    def on_step_end(self, state: TrainState) -> None:
+        tuner = state.model.base_model
+        if not any(p.grad is not None for n, p in tuner.named_parameters() if "lora_E" in n):
+            raise RuntimeError(
+                "AdaLoRA's on_step_end needs the step's gradients: call callbacks after "
+                "optimizer.step() and before optimizer.zero_grad()"
+            )
+        tuner.update_and_allocate(state.global_step)
+
+
+@register_strategy("peft")
+class GenericPeft(PeftStrategy):
+    description = "Any peft method by name (method=...), with its own config fields, + head."
+
+
+def _shortcut(name: str, method: str, desc: str, lrs: tuple[float, ...], **defaults: Any):
+    """Register `name` as a peft method with our defaults (a variant is a config delta)."""
+    targets = defaults.pop("default_targets", ("query", "value"))
+    attrs = {
+        "description": desc,
+        "method": method,
+        "default_lrs": lrs,
+        "defaults": defaults,
+        "default_targets": targets,
+        "__doc__": desc,
+    }
+    cls = type(f"{method.title().replace('_', '')}Strategy", (PeftStrategy,), attrs)
+    return register_strategy(name)(cls)
+
+
+# Learning rates: IA3 (Liu et al. 2022, T-Few) trains scaling vectors at 3e-3; prompt tuning
+# (Lester et al. 2021) used 0.3, and P-tuning v2 / prefix tuning on encoders (Liu et al. 2022)
+# 5e-3..1e-2; the LoRA-family factorised methods sit with LoRA at 5e-4..1e-3 (Hu et al. 2021).
+_shortcut(
+    "ia3", "ia3", "IA3: learned scaling of keys, values and FFN output, + head.", (3e-3, 1e-2),
+    default_targets=("key", "value", "ffn_out"),
+)  # fmt: skip
+_shortcut(
+    "prompt_tuning", "prompt_tuning", "Prompt tuning: 20 trainable soft-prompt tokens, + head.",
+    (3e-2, 3e-1), num_virtual_tokens=20,
+)  # fmt: skip
+_shortcut(
+    "p_tuning", "p_tuning", "P-tuning: an MLP prompt encoder for 20 virtual tokens, + head.",
+    (1e-3, 1e-2), num_virtual_tokens=20, encoder_hidden_size=128,
+)  # fmt: skip
+_shortcut(
+    "prefix_tuning", "prefix_tuning", "Prefix tuning: 20 trainable key/value prefixes per layer, + head.",
+    (5e-3, 1e-2), num_virtual_tokens=20,
+)  # fmt: skip
+_shortcut(
+    "adalora", "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training.",
+    (5e-4, 1e-3), init_r=12, target_r=8, lora_alpha=16,
+)  # fmt: skip
+_shortcut("loha", "loha", "LoHa: Hadamard product of two low-rank factors, + head.", (5e-4, 1e-3), r=8, alpha=8)
+_shortcut("lokr", "lokr", "LoKr: Kronecker-product weight update, + head.", (5e-4, 1e-3), r=8, alpha=8)
+# VeRA trains only scaling vectors over frozen random projections, so it needs a larger rank
+# and learning rate (Kopiczko et al. 2024 used r=1024, lr ~1e-2 on GLUE with RoBERTa-base).
+_shortcut("vera", "vera", "VeRA: shared frozen random projections with trained scalings, + head.", (4e-3, 1e-2), r=256)
+_shortcut("oft", "oft", "OFT: orthogonal block rotation of the weights, + head.", (5e-4, 1e-3))
