@@ -2,7 +2,7 @@
 
 Strategies that act during training (gradual unfreezing) return `TrainCallback`s from
 `Strategy.callbacks()`. The loop calls them at fixed events and never asks which strategy runs.
-`strategies/hf.py` adapts them to the Hugging Face `Trainer`'s callback system.
+`ptft_bench/hf.py` adapts them to the Hugging Face `Trainer`'s callback system.
 """
 
 from __future__ import annotations

@@ -66,6 +66,9 @@ def encode_task(task, tokenizer, max_length: int, use_disk: bool = True) -> dict
         name: encode_frame(getattr(task, name), tokenizer, max_length)
         for name in ("train", "validation", "test")
     }
+    # Further test splits (MNLI mismatched) are scored like `test`, as "test_<name>".
+    for name, frame in getattr(task, "extra_tests", {}).items():
+        out[f"test_{name}"] = encode_frame(frame, tokenizer, max_length)
     _MEMORY_CACHE[key] = out
     if use_disk:
         path.parent.mkdir(parents=True, exist_ok=True)

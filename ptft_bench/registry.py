@@ -136,9 +136,7 @@ def strategy_class(name: str) -> type[Strategy]:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
-            f"unknown strategy {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}."
-        )
+        raise ValueError(f"unknown strategy {name!r}.{hint} Known: {', '.join(sorted(_REGISTRY))}.")
     return _REGISTRY[name]
 
 

@@ -138,6 +138,13 @@ def fit(
     total_steps = budget.max_steps or steps_per_epoch * budget.epochs
     epochs = math.ceil(total_steps / steps_per_epoch)
 
+    if world > 1 and any(cb.changes_trainable_set() for cb in callbacks):
+        # DDP only synchronises parameters that required grad when it wrapped the model: a layer
+        # unfrozen later would drift apart between processes.
+        raise TrainingError(
+            "this strategy changes which parameters train during training, which DDP cannot "
+            "follow; run it with a single process"
+        )
     optimizer = torch.optim.AdamW(param_groups, **_adamw_kwargs(accelerator.device))
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(budget.warmup_ratio * total_steps), total_steps
@@ -184,11 +191,11 @@ def fit(
                 accelerator.clip_grad_norm_(params, budget.grad_clip)
             optimizer.step()
             scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
             step += 1
             state.global_step = step
-            for cb in callbacks:
+            for cb in callbacks:  # before zero_grad: AdaLoRA's rank allocation reads the gradients
                 cb.on_step_end(state)
+            optimizer.zero_grad(set_to_none=True)
             result.train_samples += len(b) * world
             result.train_tokens += int(lengths[b].sum()) * world
             result.padded_positions += int(lengths[b].max()) * len(b) * world
@@ -226,6 +233,9 @@ def fit(
     set_state(best_state)
     t0 = time.perf_counter()
     result.test = evaluate(model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator)
+    for name in sorted(k for k in encoded if k.startswith("test_")):
+        extra = evaluate(model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator)
+        result.test.update({f"{m}_{name[5:]}": v for m, v in extra.items()})
     result.eval_seconds += time.perf_counter() - t0
     result.validation = best_val
     result.train_seconds = t_train

@@ -60,9 +60,8 @@ def find_projections(model: nn.Module) -> dict[str, list[str]]:
         for role, tokens in _QKV_TOKENS.items():
             found[role] = [n for n, _ in square if n.split(".")[-1].split("_")[0] in tokens]
         qkv = {n for r in _QKV_TOKENS for n in found[r]}
-        before_ffn = [n for n, m in linears if n in ffn_in][:1]
         order = [n for n, _ in linears]
-        cut = order.index(before_ffn[0]) if before_ffn else len(order)
+        cut = order.index(ffn_in[0]) if ffn_in else len(order)
         out = [n for n, _ in square if n not in qkv and order.index(n) < cut]
         found["attn_out"] = out[-1:]
         for role, leaf_names in found.items():
@@ -73,7 +72,8 @@ def find_projections(model: nn.Module) -> dict[str, list[str]]:
 def resolve_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
     """Qualified module names for `targets` (roles, "all-linear" or module-name suffixes)."""
     roles = find_projections(model)
-    head = tuple(find_parts(model).head)
+    parts = find_parts(model)
+    head = tuple(parts.head)
     out: list[str] = []
     for t in targets:
         if t == ALL_LINEAR:
@@ -84,7 +84,7 @@ def resolve_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
                 n
                 for n, m in model.named_modules()
                 if isinstance(m, nn.Linear)
-                and n.startswith(find_parts(model).blocks_prefix + ".")
+                and n.startswith(parts.blocks_prefix + ".")
                 and n not in hits
             ]
         elif t in roles:
@@ -121,7 +121,9 @@ def peft_config_class(method: str) -> type:
     if method.lower() not in by_name:
         close = difflib.get_close_matches(method.lower(), list(by_name), n=3)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown peft method {method!r}.{hint} Known: {', '.join(sorted(by_name))}.")
+        raise ValueError(
+            f"unknown peft method {method!r}.{hint} Known: {', '.join(sorted(by_name))}."
+        )
     return by_name[method.lower()]
 
 
@@ -148,16 +150,22 @@ class PeftParams:
         unknown = sorted(set(self.options) - fields)
         if unknown:
             hints = [difflib.get_close_matches(u, list(fields), n=1) for u in unknown]
-            said = ", ".join(f"{u}" + (f" (did you mean {h[0]}?)" if h else "") for u, h in zip(unknown, hints))
+            said = ", ".join(
+                f"{u}" + (f" (did you mean {h[0]}?)" if h else "") for u, h in zip(unknown, hints)
+            )
             raise ValueError(f"peft method {self.method!r}: unknown option(s) {said}")
         try:
             hints = typing.get_type_hints(cls)
         except Exception:  # some peft configs use hints that do not resolve; skip coercion then
             hints = {}
-        self.options = {k: _coerce(v, hints.get(k), f"{self.method}.{k}") for k, v in self.options.items()}
+        self.options = {
+            k: _coerce(v, hints.get(k), f"{self.method}.{k}") for k, v in self.options.items()
+        }
         if self.targets is not None and not self.targets:
             raise ValueError(f"peft method {self.method!r}: targets must not be empty")
-        self.peft_config(target_modules=None)  # peft's own checks (bad values raise here)
+        # peft's own checks (bad values raise here); AdaLoRA's step count comes later from the loop.
+        needs_steps = self.method == "adalora" and "total_step" not in self.options
+        self.peft_config(target_modules=None, **({"total_step": 1000} if needs_steps else {}))
 
     def peft_config(self, target_modules: list[str] | None, **extra: Any) -> Any:
         """peft's config object; peft's validation errors become ValueErrors naming the method."""
@@ -207,13 +215,13 @@ class PeftStrategy(Strategy):
     def apply(self, model: nn.Module) -> nn.Module:
         from peft import get_peft_model
 
-        reason = method_supports(self.config.method, model)
+        reason = method_supports(self.method or self.config.method, model)
         if reason:
             raise ValueError(f"{self.name}: {reason}")
         peft_cfg = self._build_peft_config(model)
         head = list(find_parts(model).head)
         if hasattr(peft_cfg, "modules_to_save"):
-            peft_cfg.modules_to_save = head
+            peft_cfg.modules_to_save = list(head)  # a copy: peft appends its own names to it
         wrapped = get_peft_model(model, peft_cfg)
         # Prompt-learning configs have no modules_to_save: train the head in place.
         for name in head:
@@ -223,7 +231,7 @@ class PeftStrategy(Strategy):
         return wrapped
 
     def callbacks(self) -> list[TrainCallback]:
-        return [AdaLoraAllocator()] if self.config.method == "adalora" else []
+        return [AdaLoraAllocator()] if (self.method or self.config.method) == "adalora" else []
 
     def _build_peft_config(self, model: nn.Module) -> Any:
         cfg_cls = peft_config_class(self.config.method)
@@ -233,7 +241,7 @@ class PeftStrategy(Strategy):
         if "target_modules" in fields:
             target_modules = resolve_targets(model, self.config.targets or self.default_targets)
         if "feedforward_modules" in fields and "feedforward_modules" not in self.config.options:
-            ffn = set(find_projections(model)["ffn_out"] + find_projections(model)["ffn_in"])
+            ffn = {n for r in ("ffn_in", "ffn_out") for n in find_projections(model)[r]}
             extra["feedforward_modules"] = [t for t in target_modules or [] if t in ffn]
         if "num_virtual_tokens" in fields:
             prefix = self.config.method == "prefix_tuning"
@@ -325,47 +333,64 @@ class GenericPeft(PeftStrategy):
     description = "Any peft method by name (method=...), with its own config fields, + head."
 
 
-def _shortcut(name: str, method: str, desc: str, lrs: tuple[float, ...], **defaults: Any):
-    """Register `name` as a peft method with our defaults (a variant is a config delta)."""
-    targets = defaults.pop("default_targets", ("query", "value"))
+def _shortcut(method: str, desc: str, lrs: tuple[float, ...], **defaults: Any) -> None:
+    """Register peft `method` under its own name with our defaults (a variant is a config delta)."""
     attrs = {
         "description": desc,
+        "__doc__": desc,
         "method": method,
         "default_lrs": lrs,
+        "default_targets": defaults.pop("default_targets", ("query", "value")),
         "defaults": defaults,
-        "default_targets": targets,
-        "__doc__": desc,
     }
     cls = type(f"{method.title().replace('_', '')}Strategy", (PeftStrategy,), attrs)
-    return register_strategy(name)(cls)
+    register_strategy(method)(cls)
 
 
-# Learning rates: IA3 (Liu et al. 2022, T-Few) trains scaling vectors at 3e-3; prompt tuning
-# (Lester et al. 2021) used 0.3, and P-tuning v2 / prefix tuning on encoders (Liu et al. 2022)
-# 5e-3..1e-2; the LoRA-family factorised methods sit with LoRA at 5e-4..1e-3 (Hu et al. 2021).
-_shortcut(
-    "ia3", "ia3", "IA3: learned scaling of keys, values and FFN output, + head.", (3e-3, 1e-2),
-    default_targets=("key", "value", "ffn_out"),
-)  # fmt: skip
-_shortcut(
-    "prompt_tuning", "prompt_tuning", "Prompt tuning: 20 trainable soft-prompt tokens, + head.",
-    (3e-2, 3e-1), num_virtual_tokens=20,
-)  # fmt: skip
-_shortcut(
-    "p_tuning", "p_tuning", "P-tuning: an MLP prompt encoder for 20 virtual tokens, + head.",
-    (1e-3, 1e-2), num_virtual_tokens=20, encoder_hidden_size=128,
-)  # fmt: skip
-_shortcut(
-    "prefix_tuning", "prefix_tuning", "Prefix tuning: 20 trainable key/value prefixes per layer, + head.",
-    (5e-3, 1e-2), num_virtual_tokens=20,
-)  # fmt: skip
-_shortcut(
-    "adalora", "adalora", "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training.",
-    (5e-4, 1e-3), init_r=12, target_r=8, lora_alpha=16,
-)  # fmt: skip
-_shortcut("loha", "loha", "LoHa: Hadamard product of two low-rank factors, + head.", (5e-4, 1e-3), r=8, alpha=8)
-_shortcut("lokr", "lokr", "LoKr: Kronecker-product weight update, + head.", (5e-4, 1e-3), r=8, alpha=8)
-# VeRA trains only scaling vectors over frozen random projections, so it needs a larger rank
-# and learning rate (Kopiczko et al. 2024 used r=1024, lr ~1e-2 on GLUE with RoBERTa-base).
-_shortcut("vera", "vera", "VeRA: shared frozen random projections with trained scalings, + head.", (4e-3, 1e-2), r=256)
-_shortcut("oft", "oft", "OFT: orthogonal block rotation of the weights, + head.", (5e-4, 1e-3))
+# name: (description, default learning rates, our defaults for peft's fields). Learning rates:
+# IA3 (Liu et al. 2022, T-Few) trains scaling vectors at 3e-3; prompt tuning (Lester et al. 2021)
+# used 0.3; P-tuning v2 / prefix tuning on encoders (Liu et al. 2022) 5e-3..1e-2; the factorised
+# LoRA relatives sit with LoRA at 5e-4..1e-3 (Hu et al. 2021). VeRA trains only scaling vectors
+# over frozen random projections, so it needs a larger rank and rate (Kopiczko et al. 2024: r=1024,
+# lr ~1e-2 on GLUE with RoBERTa-base).
+_SHORTCUTS: dict[str, tuple[str, tuple[float, ...], dict[str, Any]]] = {
+    "ia3": (
+        "IA3: learned scaling of keys, values and FFN output, + head.",
+        (3e-3, 1e-2),
+        {"default_targets": ("key", "value", "ffn_out")},
+    ),
+    "prompt_tuning": (
+        "Prompt tuning: 20 trainable soft-prompt tokens, + head.",
+        (3e-2, 3e-1),
+        {"num_virtual_tokens": 20},
+    ),
+    "p_tuning": (
+        "P-tuning: an MLP prompt encoder for 20 virtual tokens, + head.",
+        (1e-3, 1e-2),
+        {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
+    ),
+    "prefix_tuning": (
+        "Prefix tuning: 20 trainable key/value prefixes in every layer, + head.",
+        (5e-3, 1e-2),
+        {"num_virtual_tokens": 20},
+    ),
+    "adalora": (
+        "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training, + head.",
+        (5e-4, 1e-3),
+        {"init_r": 12, "target_r": 8, "lora_alpha": 16},
+    ),
+    "loha": (
+        "LoHa: Hadamard product of low-rank factors, + head.",
+        (5e-4, 1e-3),
+        {"r": 8, "alpha": 8},
+    ),
+    "lokr": ("LoKr: Kronecker-product weight update, + head.", (5e-4, 1e-3), {"r": 8, "alpha": 8}),
+    "vera": (
+        "VeRA: frozen random projections, trained scalings, + head.",
+        (4e-3, 1e-2),
+        {"r": 256},
+    ),
+    "oft": ("OFT: orthogonal block rotation of the weights, + head.", (5e-4, 1e-3), {}),
+}
+for _method, (_desc, _lrs, _defaults) in _SHORTCUTS.items():
+    _shortcut(_method, _desc, _lrs, **_defaults)

@@ -60,7 +60,9 @@ class Blocks:
         return feats
 
 
-def tokenize_documents(tokenizer, texts: list[str], with_offsets: bool = False, batch: int = 1000) -> Encoded:
+def tokenize_documents(
+    tokenizer, texts: list[str], with_offsets: bool = False, batch: int = 1000
+) -> Encoded:
     """Tokenise without special tokens or truncation (long documents are cut by packing)."""
     from transformers.utils import logging as hf_logging
 
@@ -90,10 +92,16 @@ def tokenize_documents(tokenizer, texts: list[str], with_offsets: bool = False, 
 def separator_ids(tokenizer, objective: str) -> tuple[int | None, int]:
     """(block start token or None, document separator) for ``objective``."""
     if objective == "mlm":
-        cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        cls = (
+            tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        )
+        sep = (
+            tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        )
         if cls is None or sep is None:
-            raise UserError("masked-LM packing needs a tokenizer with [CLS]/[SEP] (or bos/eos) tokens")
+            raise UserError(
+                "masked-LM packing needs a tokenizer with [CLS]/[SEP] (or bos/eos) tokens"
+            )
         return cls, sep
     sep = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
     if sep is None:
@@ -124,7 +132,9 @@ def pack_blocks(encoded: Encoded, tokenizer, block_size: int, objective: str) ->
     special = torch.isin(rows, special_ids)
     offsets = None
     if encoded.offsets is not None:
-        offsets = torch.from_numpy(np.concatenate(off_pieces)[:used].reshape(n_blocks, body, 2).copy())
+        offsets = torch.from_numpy(
+            np.concatenate(off_pieces)[:used].reshape(n_blocks, body, 2).copy()
+        )
     if objective == "mlm":
         rows = torch.cat(
             [torch.full((n_blocks, 1), start_id), rows, torch.full((n_blocks, 1), sep_id)], dim=1

@@ -70,7 +70,9 @@ def make_mlm_collator(
     return collator
 
 
-def mlm_batch(collator: MLMCollator, features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+def mlm_batch(
+    collator: MLMCollator, features: list[dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
     """Mask a list of block features into ``input_ids`` / ``labels`` (tensors are not modified)."""
     # The collator masks in place; clone so the packed blocks stay clean for the next epoch.
     feats = [{k: v.clone() for k, v in f.items()} for f in features]
@@ -79,10 +81,14 @@ def mlm_batch(collator: MLMCollator, features: list[dict[str, torch.Tensor]]) ->
             f.pop("offset_mapping", None)
     ids = torch.stack([f["input_ids"] for f in feats])
     special = torch.stack([f["special_tokens_mask"] for f in feats])
-    offsets = torch.stack([f["offset_mapping"] for f in feats]) if collator.whole_word_mask else None
+    offsets = (
+        torch.stack([f["offset_mapping"] for f in feats]) if collator.whole_word_mask else None
+    )
     # Blocks are full length, so padding is a no-op: call the masking step directly with the
     # special-token mask from packing (the collator's own fallback would re-derive it per row).
-    input_ids, labels = collator.torch_mask_tokens(ids, special_tokens_mask=special, offset_mapping=offsets)
+    input_ids, labels = collator.torch_mask_tokens(
+        ids, special_tokens_mask=special, offset_mapping=offsets
+    )
     return {"input_ids": input_ids, "labels": labels}
 
 

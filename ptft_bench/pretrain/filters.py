@@ -31,7 +31,15 @@ _SPACES = re.compile(r"[^\S\n]+")
 # Zero-width characters survive NFKC and split words invisibly for the tokenizer.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 
-REASONS = ("empty", "duplicate", "boilerplate", "too_short", "too_long", "non_letter", "near_duplicate")
+REASONS = (
+    "empty",
+    "duplicate",
+    "boilerplate",
+    "too_short",
+    "too_long",
+    "non_letter",
+    "near_duplicate",
+)
 
 
 @dataclass
@@ -41,13 +49,16 @@ class CleanConfig:
     min_words: int = field(default=3, metadata={"help": "drop documents with fewer words"})
     max_words: int = field(default=100_000, metadata={"help": "drop documents with more words"})
     max_non_letter: float = field(
-        default=0.5, metadata={"help": "drop documents whose non-whitespace chars are > this share non-letters"}
+        default=0.5,
+        metadata={"help": "drop documents whose non-whitespace chars are > this share non-letters"},
     )
     boilerplate_min_docs: int = field(
-        default=10, metadata={"help": "a line in at least this many documents is boilerplate (0 = off)"}
+        default=10,
+        metadata={"help": "a line in at least this many documents is boilerplate (0 = off)"},
     )
     boilerplate_min_chars: int = field(
-        default=25, metadata={"help": "shorter lines are never boilerplate (speaker names, headings)"}
+        default=25,
+        metadata={"help": "shorter lines are never boilerplate (speaker names, headings)"},
     )
     dedup: bool = field(default=True, metadata={"help": "drop exact duplicates"})
     near_dup_threshold: float = field(
@@ -55,11 +66,15 @@ class CleanConfig:
     )
     num_perm: int = field(default=64, metadata={"help": "MinHash permutations"})
     shingle_words: int = field(default=3, metadata={"help": "words per shingle for MinHash"})
-    heldout: float = field(default=0.05, metadata={"help": "share of documents held out for evaluation"})
+    heldout: float = field(
+        default=0.05, metadata={"help": "share of documents held out for evaluation"}
+    )
 
     def __post_init__(self) -> None:
         if self.min_words < 0 or self.max_words < max(1, self.min_words):
-            raise ValueError(f"need 0 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
+            raise ValueError(
+                f"need 0 <= min_words <= max_words, got {self.min_words}, {self.max_words}"
+            )
         if not 0 < self.max_non_letter <= 1:
             raise ValueError(f"max_non_letter must be in (0, 1], got {self.max_non_letter}")
         if not 0 <= self.near_dup_threshold <= 1:
@@ -120,7 +135,9 @@ def _shingles(text: str, n: int) -> list[bytes]:
     return [" ".join(words[i : i + n]).encode() for i in range(max(1, len(words) - n + 1))]
 
 
-def near_duplicate_flags(texts: list[str], threshold: float, num_perm: int, shingle_words: int) -> list[bool]:
+def near_duplicate_flags(
+    texts: list[str], threshold: float, num_perm: int, shingle_words: int
+) -> list[bool]:
     """True for each text that nearly duplicates an earlier kept one (MinHash-LSH, then verified)."""
     from datasketch import MinHash, MinHashLSH
 
@@ -199,7 +216,10 @@ def clean_corpus(docs: list[Document], config: CleanConfig | None = None) -> Cle
 
     if config.near_dup_threshold > 0 and survivors:
         flags = near_duplicate_flags(
-            [d.text for d in survivors], config.near_dup_threshold, config.num_perm, config.shingle_words
+            [d.text for d in survivors],
+            config.near_dup_threshold,
+            config.num_perm,
+            config.shingle_words,
         )
         for doc, flag in zip(survivors, flags):
             if flag:

@@ -42,7 +42,9 @@ def select_lr(ok: pd.DataFrame) -> tuple[float, dict[float, float], str]:
     Without any validation value the lr with most successful seeds is used, and the note says so.
     """
     by_lr = {
-        float(lr): float(np.nanmean(g["val_primary"])) * 100 if g["val_primary"].notna().any() else math.nan
+        float(lr): float(np.nanmean(g["val_primary"])) * 100
+        if g["val_primary"].notna().any()
+        else math.nan
         for lr, g in ok.groupby("lr", sort=True)
     }
     finite = {lr: v for lr, v in by_lr.items() if math.isfinite(v)}
@@ -138,14 +140,18 @@ def leaderboard(rs: RunSet) -> pd.DataFrame:
     # Fill the primary metric name for rows whose runs all failed, from their task.
     names = lb.dropna(subset=["primary_metric"]).groupby("task")["primary_metric"].first()
     lb["primary_metric"] = lb["primary_metric"].fillna(lb["task"].map(names))
-    return lb.sort_values(["model", "task", "test_mean"], ascending=[True, True, False]).reset_index(drop=True)
+    return lb.sort_values(
+        ["model", "task", "test_mean"], ascending=[True, True, False]
+    ).reset_index(drop=True)
 
 
 def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
     """Per (model, variant): mean score over tasks, mean rank, and how many tasks it has."""
     ok = lb[lb["test_mean"].notna()]
     if ok.empty:
-        return pd.DataFrame(columns=["model", "variant", "strategy_family", "n_tasks", "mean_score", "mean_rank"])
+        return pd.DataFrame(
+            columns=["model", "variant", "strategy_family", "n_tasks", "mean_score", "mean_rank"]
+        )
     out = (
         ok.groupby(["model", "variant"])
         .agg(
@@ -163,12 +169,16 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
     )
     n_tasks = ok.groupby("model")["task"].nunique()
     out["all_tasks"] = out["n_tasks"] == out["model"].map(n_tasks)
-    return out.sort_values(["model", "mean_rank", "mean_score"], ascending=[True, True, False]).reset_index(drop=True)
+    return out.sort_values(
+        ["model", "mean_rank", "mean_score"], ascending=[True, True, False]
+    ).reset_index(drop=True)
 
 
 def reference_variant(lb: pd.DataFrame, model: str) -> str | None:
     """The full fine-tuning variant of `model` (the best-ranked one if there are several)."""
-    full = lb[(lb["model"] == model) & (lb["strategy"] == REFERENCE_STRATEGY) & lb["test_mean"].notna()]
+    full = lb[
+        (lb["model"] == model) & (lb["strategy"] == REFERENCE_STRATEGY) & lb["test_mean"].notna()
+    ]
     if full.empty:
         return None
     return str(full.groupby("variant")["rank"].mean().sort_values().index[0])
@@ -201,12 +211,23 @@ def vs_reference(lb: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                 all_a += a
                 all_b += b
                 per_task.append(
-                    dict(model=model, task=r["task"], variant=variant, reference=ref,
-                         strategy_family=r["strategy_family"], paired=paired(a, b))
+                    dict(
+                        model=model,
+                        task=r["task"],
+                        variant=variant,
+                        reference=ref,
+                        strategy_family=r["strategy_family"],
+                        paired=paired(a, b),
+                    )
                 )
             overall.append(
-                dict(model=model, variant=variant, reference=ref,
-                     strategy_family=vrows["strategy_family"].iloc[0], paired=paired(all_a, all_b))
+                dict(
+                    model=model,
+                    variant=variant,
+                    reference=ref,
+                    strategy_family=vrows["strategy_family"].iloc[0],
+                    paired=paired(all_a, all_b),
+                )
             )
     return pd.DataFrame(per_task), pd.DataFrame(overall)
 

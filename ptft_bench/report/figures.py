@@ -70,8 +70,13 @@ def _legend_outside(fig: Any, axes: list[Any]) -> None:
             if lab not in handles:
                 handles[lab] = h
                 labels.append(lab)
-    fig.legend([handles[lab] for lab in labels], labels, loc="upper left",
-               bbox_to_anchor=(1.0, 0.95), title="strategy variant")
+    fig.legend(
+        [handles[lab] for lab in labels],
+        labels,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 0.95),
+        title="strategy variant",
+    )
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -88,26 +93,48 @@ TRADEOFF_AXES = (
 )
 
 
-def tradeoff_figure(g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path) -> Path | None:
+def tradeoff_figure(
+    g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path
+) -> Path | None:
     """Quality vs trainable parameters, train time and peak memory, Pareto frontiers dashed."""
     g = g[g["test_mean"].notna()]
     axes_spec = [a for a in TRADEOFF_AXES if g[a[0]].notna().any()]
     if g.empty or not axes_spec:
         return None
-    fig, axes = plt.subplots(1, len(axes_spec), figsize=(3.6 * len(axes_spec), 3.4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(axes_spec), figsize=(3.6 * len(axes_spec), 3.4), sharey=True, squeeze=False
+    )
     axes = list(axes[0])
     for ax, (col, label, scale) in zip(axes, axes_spec):
         x = g[col] * scale
         for (_, r), xv in zip(g.iterrows(), x):
             st = styles[r["variant"]]
             err = r["test_std"] if math.isfinite(r["test_std"]) else None
-            ax.errorbar(xv, r["test_mean"], yerr=err, fmt=st["marker"], color=st["color"],
-                        ms=6, capsize=2, lw=1, label=r["variant"], zorder=3)
+            ax.errorbar(
+                xv,
+                r["test_mean"],
+                yerr=err,
+                fmt=st["marker"],
+                color=st["color"],
+                ms=6,
+                capsize=2,
+                lw=1,
+                label=r["variant"],
+                zorder=3,
+            )
         mask = np.array(pareto_mask(x.tolist(), g["test_mean"].tolist()))
         if mask.sum() >= 1:
             front = pd.DataFrame({"x": x[mask], "y": g["test_mean"][mask]}).sort_values("x")
-            ax.plot(front["x"], front["y"], ls="--", color="0.35", lw=1, drawstyle="steps-post",
-                    label="Pareto frontier", zorder=2)
+            ax.plot(
+                front["x"],
+                front["y"],
+                ls="--",
+                color="0.35",
+                lw=1,
+                drawstyle="steps-post",
+                label="Pareto frontier",
+                zorder=2,
+            )
         logged = _log_if_decades(ax, x)
         ax.set_xlabel(label + (", log scale" if logged else ""))
         ax.margins(x=0.12, y=0.12)
@@ -130,12 +157,16 @@ def _curves(histories: list[list[dict[str, Any]]], metric: str) -> tuple[pd.Seri
             elif h.get("loss") is not None:
                 loss.append((h["step"], float(h["loss"])))
     to_series = lambda pts: (  # noqa: E731
-        pd.DataFrame(pts, columns=["step", "v"]).groupby("step")["v"].mean() if pts else pd.Series(dtype=float)
+        pd.DataFrame(pts, columns=["step", "v"]).groupby("step")["v"].mean()
+        if pts
+        else pd.Series(dtype=float)
     )
     return to_series(loss), to_series(val)
 
 
-def learning_curves(g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path) -> Path | None:
+def learning_curves(
+    g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path
+) -> Path | None:
     """Train loss and validation metric by step, one line per variant (mean over seeds)."""
     fig, (ax_l, ax_v) = plt.subplots(1, 2, figsize=(9, 3.4))
     drawn = False
@@ -149,16 +180,29 @@ def learning_curves(g: pd.DataFrame, styles: Style, metric: str, title: str, pat
             ax_l.plot(smooth.index, smooth.values, color=st["color"], lw=1.2, label=r["variant"])
             drawn = True
         if len(val):
-            ax_v.plot(val.index, val.values, color=st["color"], marker=st["marker"], ms=4,
-                      lw=1.2, label=r["variant"])
+            ax_v.plot(
+                val.index,
+                val.values,
+                color=st["color"],
+                marker=st["marker"],
+                ms=4,
+                lw=1.2,
+                label=r["variant"],
+            )
             drawn = True
     if not drawn:
         plt.close(fig)
         return None
     ax_l.set_xlabel("optimizer step")
     ax_l.set_ylabel("train loss (moving average)")
-    _log_if_decades(ax_l, pd.Series([ln.get_ydata().max() for ln in ax_l.lines] +
-                                    [ln.get_ydata().min() for ln in ax_l.lines]), axis="y")
+    _log_if_decades(
+        ax_l,
+        pd.Series(
+            [ln.get_ydata().max() for ln in ax_l.lines]
+            + [ln.get_ydata().min() for ln in ax_l.lines]
+        ),
+        axis="y",
+    )
     ax_v.set_xlabel("optimizer step")
     ax_v.set_ylabel(f"validation {metric} (points)")
     fig.suptitle(title)
@@ -177,15 +221,31 @@ def seed_bars(g: pd.DataFrame, styles: Style, metric: str, title: str, path: Pat
     colours = [styles[v]["color"] for v in g["variant"]]
     std = g["test_std"].fillna(0).to_numpy()
     ax.barh(y, g["test_mean"], xerr=std, color=colours, alpha=0.8, capsize=3, height=0.6)
+    xmax = min(110.0, float(g["test_mean"].max() + std.max()) + 12)
     for yi, (_, r) in zip(y, g.iterrows()):
         seeds = list(r["seed_scores"].values())
-        ax.scatter(seeds, [yi] * len(seeds), s=12, color="black", zorder=3,
-                   label="individual seeds" if yi == 0 else None)
-        ax.text(max(seeds + [r["test_mean"] + (r["test_std"] if math.isfinite(r["test_std"]) else 0)]) + 1,
-                yi, f"{r['test_mean']:.1f}", va="center", fontsize=8)
+        ax.scatter(
+            seeds,
+            [yi] * len(seeds),
+            s=12,
+            color="black",
+            zorder=3,
+            label="individual seeds" if yi == 0 else None,
+        )
+        # Place the value label clear of the whisker and the seed dots.
+        right = max(
+            seeds + [r["test_mean"] + (r["test_std"] if math.isfinite(r["test_std"]) else 0)]
+        )
+        ax.text(
+            right + 0.02 * xmax,
+            yi,
+            f"{r['test_mean']:.1f}",
+            va="center",
+            fontsize=8,
+        )
     ax.set_yticks(y, g["variant"])
     ax.set_xlabel(f"test {metric} (points; bar = mean, whisker = ±1 std over seeds)")
-    ax.set_xlim(0, min(110, g["test_mean"].max() + std.max() + 12))
+    ax.set_xlim(0, xmax)
     ax.grid(axis="y", visible=False)
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -198,10 +258,18 @@ def make_figures(lb: pd.DataFrame, fig_dir: Path) -> dict[tuple[str, str, str], 
     styles = variant_styles(lb)
     out: dict[tuple[str, str, str], Path] = {}
     for (task, model), g in lb.groupby(["task", "model"]):
-        metric = str(g["primary_metric"].dropna().iloc[0]) if g["primary_metric"].notna().any() else "score"
+        metric = (
+            str(g["primary_metric"].dropna().iloc[0])
+            if g["primary_metric"].notna().any()
+            else "score"
+        )
         stem = _safe(f"{task}__{model}")
         title = f"{task} · {model}"
-        for kind, fn in (("tradeoffs", tradeoff_figure), ("curves", learning_curves), ("bars", seed_bars)):
+        for kind, fn in (
+            ("tradeoffs", tradeoff_figure),
+            ("curves", learning_curves),
+            ("bars", seed_bars),
+        ):
             path = fn(g, styles, metric, title, fig_dir / f"{kind}_{stem}.png")
             if path is not None:
                 out[(kind, str(task), str(model))] = path

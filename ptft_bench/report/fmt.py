@@ -89,7 +89,7 @@ def points(x: Any, digits: int = 1) -> str:
 
 
 def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
-    """"85.3 ± 0.4", or "85.3" for one seed."""
+    """ "85.3 ± 0.4", or "85.3" for one seed."""
     if not finite(mean):
         return DASH
     if not finite(std):
@@ -98,14 +98,14 @@ def mean_std(mean: Any, std: Any, digits: int = 1) -> str:
 
 
 def interval(lo: Any, hi: Any, digits: int = 1) -> str:
-    """"[84.9, 85.7]" or a dash when not computed."""
+    """ "[84.9, 85.7]" or a dash when not computed."""
     if not (finite(lo) and finite(hi)):
         return DASH
     return f"[{float(lo):.{digits}f}, {float(hi):.{digits}f}]"
 
 
 def signed(x: Any, std: Any = None, digits: int = 1) -> str:
-    """"−0.4 ± 0.6" with a real minus sign."""
+    """ "−0.4 ± 0.6" with a real minus sign."""
     if not finite(x):
         return DASH
     out = f"{float(x):+.{digits}f}".replace("-", "−")

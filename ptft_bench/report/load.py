@@ -181,7 +181,9 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
     sources = [Path(d) for d in run_dirs]
     for run_dir in sources:
         if not run_dir.is_dir():
-            raise UserError(f"run folder {run_dir} does not exist; pass the folder given to `run --out`")
+            raise UserError(
+                f"run folder {run_dir} does not exist; pass the folder given to `run --out`"
+            )
         plan_path = run_dir / "plan.json"
         if plan_path.is_file():
             try:
@@ -213,7 +215,7 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
     runs = pd.DataFrame(list(rows.values()))
     if runs.empty:
         runs = pd.DataFrame(columns=list(record_to_row({}, "").keys()))
-    for rid, rec in rows.items():
+    for rec in rows.values():
         if rec.get("suite"):
             suites.append(str(rec["suite"]))
     missing_ids = (set(planned) | set(expected_run_ids or ())) - set(rows)

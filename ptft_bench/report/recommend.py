@@ -92,14 +92,25 @@ def recommendations(lb: pd.DataFrame) -> list[Recommendation]:
         for kind, limit, col in budgets:
             fits = g[g[col] <= limit + 1e-12]
             if fits.empty:
-                out.append(Recommendation(model, kind, _fmt_budget(kind, limit), None, math.nan, None, reference))
+                out.append(
+                    Recommendation(
+                        model, kind, _fmt_budget(kind, limit), None, math.nan, None, reference
+                    )
+                )
                 continue
             best = fits.sort_values(["mean_score", "mean_rank"], ascending=[False, True]).iloc[0]
             match = ref_rows[ref_rows["variant"] == best["variant"]] if len(ref_rows) else ref_rows
             vs = match["paired"].iloc[0] if len(match) else None
             out.append(
-                Recommendation(model, kind, _fmt_budget(kind, limit), str(best["variant"]),
-                               float(best["mean_score"]), vs, reference)
+                Recommendation(
+                    model,
+                    kind,
+                    _fmt_budget(kind, limit),
+                    str(best["variant"]),
+                    float(best["mean_score"]),
+                    vs,
+                    reference,
+                )
             )
     return out
 

@@ -8,8 +8,8 @@ and are given only for 3+ seeds, where they mean something.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -64,8 +64,8 @@ class PairedResult:
         if not self.testable:
             return "identical differences: no test"
         if self.p_value < alpha:
-            return f"p={self.p_value:.3g} (significant)"
-        return f"p={self.p_value:.3g} (within noise)"
+            return f"p={self.p_value:.3g}, significant"
+        return f"p={self.p_value:.3g}, within noise"
 
 
 def paired(a: Sequence[float], b: Sequence[float]) -> PairedResult:

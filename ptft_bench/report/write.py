@@ -1,0 +1,184 @@
+"""Entry points: `write_report` (md / html / csv / figures) and `summary_table` (console)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ptft_bench.errors import UserError
+from ptft_bench.report import fmt, html, markdown
+from ptft_bench.report.aggregate import COST_COLUMNS, leaderboard
+from ptft_bench.report.document import Document
+from ptft_bench.report.load import RunSet, load_runs
+from ptft_bench.report.sections import (
+    cost_section,
+    failures_section,
+    leaderboard_sections,
+    setup_section,
+)
+from ptft_bench.report.sections_compare import (
+    across_section,
+    figures_section,
+    recommendations_section,
+)
+
+FORMATS = frozenset({"md", "html", "csv"})
+
+
+@dataclass
+class ReportData:
+    """The loaded runs and the per-(task, model, variant) leaderboard everything derives from."""
+
+    runs: RunSet
+    leaderboard: pd.DataFrame
+
+
+def build(run_dirs: list[Path], expected_run_ids: set[str] | None = None) -> ReportData:
+    """Load the records of `run_dirs` (merged) and compute the leaderboard."""
+    rs = load_runs([Path(d) for d in run_dirs], expected_run_ids)
+    return ReportData(rs, leaderboard(rs))
+
+
+def build_document(data: ReportData, figs: dict) -> Document:
+    """All seven sections, in reading order."""
+    rs, lb = data.runs, data.leaderboard
+    title = "ptft-bench report" + (f": {', '.join(rs.suites)}" if rs.suites else "")
+    doc = Document(title, [setup_section(rs)])
+    if len(lb):
+        doc.sections += leaderboard_sections(lb) + across_section(lb)
+        doc.sections += [figures_section(lb, figs), recommendations_section(lb)]
+    doc.sections += [
+        failures_section(rs),
+        cost_section(lb) if len(lb) else cost_section(_empty_lb()),
+    ]
+    return doc
+
+
+def _empty_lb() -> pd.DataFrame:
+    return pd.DataFrame(columns=["model", "task", "train_flops", "achieved_flops_per_second"])
+
+
+def summary_frame(lb: pd.DataFrame) -> pd.DataFrame:
+    """The machine-readable summary (summary.csv): scores in points, costs in records' units."""
+    rows = []
+    for _, r in lb.iterrows():
+        row = {
+            "task": r["task"],
+            "model": r["model"],
+            "variant": r["variant"],
+            "strategy": r["strategy"],
+            "strategy_family": r["strategy_family"],
+            "primary_metric": r["primary_metric"],
+            "selected_lr": r["lr"],
+            "rank": r["rank"],
+            "n_seeds": r["n_seeds"],
+            "n_runs_ok": r["n_runs_ok"],
+            "n_runs_failed": r["n_runs_failed"],
+            "n_runs_missing": r["n_runs_missing"],
+            "val_mean_points": r["val_mean"],
+            "test_mean_points": r["test_mean"],
+            "test_std_points": r["test_std"],
+            "test_ci95_low_points": r["test_ci_low"],
+            "test_ci95_high_points": r["test_ci_high"],
+        }
+        for m, s in sorted(r["test_metrics"].items()):
+            row[f"test_{m}_mean_points"] = s.mean
+            row[f"test_{m}_std_points"] = s.std
+        row.update({c: r[c] for c in COST_COLUMNS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def write_report(
+    run_dirs: list[Path],
+    out_dir: Path,
+    formats: set[str] = {"md", "html", "csv"},  # noqa: B006 (read-only default, the documented API)
+    expected_run_ids: set[str] | None = None,
+) -> dict[str, Path]:
+    """Write the report of the runs in `run_dirs` (merged) to `out_dir`.
+
+    Args:
+        run_dirs: run folders, each with `records/*.json` and optionally `plan.json` (see
+            `ptft_bench.report.load`); several folders = shards of one sweep.
+        out_dir: created if needed; gets `report.md`, `report.html`, `summary.csv`, `figures/`.
+        formats: any of "md", "html", "csv".
+        expected_run_ids: run ids that should exist; those without a record are listed missing.
+
+    Returns:
+        {"md" | "html" | "csv" | "figures": path written}.
+
+    Raises:
+        UserError: unknown format, missing folder, or no records and no plan at all.
+    """
+    formats = set(formats)
+    if not formats or formats - FORMATS:
+        bad = ", ".join(sorted(formats - FORMATS)) or "(none)"
+        raise UserError(f"unknown report format {bad}; use a comma-separated subset of md,html,csv")
+    data = build(run_dirs, expected_run_ids)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    figs: dict = {}
+    if formats & {"md", "html"} and len(data.leaderboard):
+        from ptft_bench.report.figures import make_figures  # matplotlib only when drawing
+
+        figs = make_figures(data.leaderboard, out_dir / "figures")
+        written["figures"] = out_dir / "figures"
+    doc = build_document(data, figs)
+    if "md" in formats:
+        written["md"] = _write(out_dir / "report.md", markdown.render(doc))
+    if "html" in formats:
+        written["html"] = _write(out_dir / "report.html", html.render(doc, out_dir))
+    if "csv" in formats:
+        path = out_dir / "summary.csv"
+        summary_frame(data.leaderboard).to_csv(path, index=False)
+        written["csv"] = path
+    return written
+
+
+def _write(path: Path, text: str) -> Path:
+    # Write then rename, so a reader never sees half a report.
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def summary_table(run_dirs: list[Path]) -> str:
+    """Plain-text leaderboards per task and model, for the console (best score first)."""
+    data = build(run_dirs)
+    rs, lb = data.runs, data.leaderboard
+    lines = []
+    for (model, task), g in lb.groupby(["model", "task"]) if len(lb) else []:
+        metric = (
+            g["primary_metric"].dropna().iloc[0] if g["primary_metric"].notna().any() else "score"
+        )
+        header = ["variant", f"test {metric}", "seeds", "trainable", "train time", "peak memory"]
+        rows = [
+            [
+                str(r["variant"]),
+                fmt.mean_std(r["test_mean"], r["test_std"]) if r["n_seeds"] else "all failed",
+                str(int(r["n_seeds"])),
+                f"{fmt.count(r['trainable_params'])} ({fmt.pct(r['trainable_pct'])})",
+                fmt.seconds(r["train_seconds"]),
+                fmt.nbytes(r["peak_memory_bytes"]),
+            ]
+            for _, r in g.sort_values("test_mean", ascending=False, na_position="last").iterrows()
+        ]
+        widths = [max(len(x) for x in col) for col in zip(header, *rows)]
+        lines += [
+            f"{task} · {model} (test {metric}, points, mean ± std over seeds)",
+            _line(header, widths),
+        ]
+        lines += ["  ".join("-" * w for w in widths)] + [_line(r, widths) for r in rows] + [""]
+    lines.append(f"runs: {len(rs.ok)} ok, {len(rs.failed)} failed, {len(rs.missing)} missing")
+    return "\n".join(lines)
+
+
+def _line(cells: list[str], widths: list[int]) -> str:
+    # First column (the variant) left-aligned, numbers right-aligned.
+    return "  ".join(
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+    )

@@ -1,0 +1,167 @@
+"""Custom tasks from any CSV / TSV / JSON-lines file.
+
+Two ways to use one:
+
+- in code: ``spec = custom_task("reviews.csv", text_columns=["review"], label_column="stars")``
+  registers the task under ``spec.name`` (default: the file's stem), and ``load_task(spec.name)``
+  loads it;
+- by name string (suite files, the command line): ``"csv:reviews.csv"``, ``"tsv:PATH"``,
+  ``"jsonl:PATH"`` or ``"file:PATH"`` (format from the suffix), with optional settings after
+  ``?``: ``csv:reviews.csv?text=title,body&label=stars&regression=1&test=reviews_test.csv``.
+  Without ``text=`` the usual column names are tried (text, sentence, sentence1/sentence2, ...).
+
+String labels become classes named by the sorted distinct values of the training file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from ptft_bench.errors import UserError
+from ptft_bench.tasks.sources import label_names_from, read_table
+from ptft_bench.tasks.spec import CUSTOM_TASKS, GLUE_TASKS, MOVIE_TASKS, TaskSpec
+
+FILE_PREFIXES = {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "json", "file": None}
+
+# Tried in order when no text columns are given: pairs first, so a pair file is not read as a
+# single-sentence task by accident.
+AUTO_TEXT_COLUMNS = [
+    ("text_a", "text_b"),
+    ("sentence1", "sentence2"),
+    ("premise", "hypothesis"),
+    ("question1", "question2"),
+    ("question", "sentence"),
+    ("text",),
+    ("sentence",),
+    ("review",),
+    ("text_a",),
+]
+
+
+@dataclass(frozen=True)
+class CustomSource:
+    """Where a custom task's rows come from and which raw columns to read."""
+
+    path: str
+    text_columns: tuple[str, ...]
+    label_column: str
+    fmt: str | None = None
+    test_path: str | None = None
+
+
+# name -> source; the matching spec lives in spec.CUSTOM_TASKS
+CUSTOM_SOURCES: dict[str, CustomSource] = {}
+
+
+def _guess_text_columns(columns: Sequence[str], path: str) -> tuple[str, ...]:
+    for candidate in AUTO_TEXT_COLUMNS:
+        if all(c in columns for c in candidate):
+            return candidate
+    raise UserError(
+        f"{path}: cannot tell which column holds the text (columns: {list(columns)}): pass "
+        "text_columns=[...] or write csv:PATH?text=COLUMN[,COLUMN2]"
+    )
+
+
+def custom_task(
+    path: str | os.PathLike,
+    text_columns: Sequence[str] | None = None,
+    label_column: str = "label",
+    regression: bool = False,
+    name: str | None = None,
+    test_path: str | os.PathLike | None = None,
+    label_names: Sequence[str] | None = None,
+    fmt: str | None = None,
+) -> TaskSpec:
+    """Register a task read from a file and return its spec.
+
+    Args:
+        path: training file (.csv, .tsv, .jsonl or .json). Validation is held out from it; so is
+            the test split unless ``test_path`` is given.
+        text_columns: one column, or two for sentence pairs; None tries common names.
+        label_column: the label column: class names/ids, or numbers when ``regression``.
+        regression: a single real-valued target (metrics: Pearson, Spearman).
+        name: registry name; default the file's stem. Built-in task names are refused.
+        test_path: optional file with the same columns, used as the test split.
+        label_names: fix the class set and order; default the sorted distinct training labels.
+        fmt: ``"csv"``, ``"tsv"``, ``"jsonl"`` or ``"json"``; default from the suffix.
+    """
+    p = Path(path).expanduser()
+    name = name or p.stem
+    if name.lower() in GLUE_TASKS or name.lower() in MOVIE_TASKS:
+        raise UserError(f"custom task name {name!r} is a built-in task: pass another name=")
+    raw = read_table(p, fmt)
+    text = tuple(text_columns) if text_columns else _guess_text_columns(list(raw.columns), str(p))
+    if len(text) not in (1, 2):
+        raise UserError(f"text_columns must name 1 or 2 columns, got {list(text)}")
+    missing = [c for c in (*text, label_column) if c not in raw.columns]
+    if missing:
+        raise UserError(
+            f"{p}: column(s) {missing} not found; the file has columns {list(raw.columns)}"
+        )
+    if regression:
+        names, metrics, primary = None, ("pearson", "spearman", "pearson_spearman"), "pearson"
+    else:
+        names = (
+            tuple(str(n) for n in label_names)
+            if label_names
+            else label_names_from(raw[label_column].dropna())
+        )
+        if len(names) < 2:
+            raise UserError(
+                f"{p}: label column {label_column!r} has {len(names)} distinct value(s) "
+                f"{list(names)}; a classification task needs at least 2 (or pass regression=True)"
+            )
+        metrics = ("accuracy", "f1") if len(names) == 2 else ("accuracy", "f1_macro")
+        primary = "accuracy"
+    spec = TaskSpec(
+        name=name,
+        text_columns=("text_a", "text_b") if len(text) == 2 else ("text_a",),
+        label_names=names,
+        is_regression=regression,
+        metrics=metrics,
+        primary_metric=primary,
+        num_labels=1 if regression else len(names),
+        description=f"custom task from {p.name}" + (" (regression)" if regression else ""),
+        origin=f"file: {p}" + (f" (test: {test_path})" if test_path else ""),
+        family="custom",
+    )
+    CUSTOM_TASKS[name] = spec
+    CUSTOM_SOURCES[name] = CustomSource(
+        str(p), text, label_column, fmt, str(Path(test_path).expanduser()) if test_path else None
+    )
+    return spec
+
+
+def is_file_task(name: str) -> bool:
+    """True for name strings such as ``csv:PATH`` that describe a file task."""
+    prefix, sep, _ = name.partition(":")
+    return bool(sep) and prefix.lower() in FILE_PREFIXES
+
+
+def task_from_string(name: str) -> TaskSpec:
+    """Register (or refresh) the task a ``csv:PATH?text=...&label=...`` string describes."""
+    prefix, _, rest = name.partition(":")
+    path, _, query = rest.partition("?")
+    if not path:
+        raise UserError(f"task {name!r} names no file: write {prefix}:PATH")
+    opts = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    allowed = {"text", "label", "regression", "test", "labels"}
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        raise UserError(f"task {name!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+    split = lambda s: [c.strip() for c in s.split(",") if c.strip()] or None  # noqa: E731
+    return custom_task(
+        path,
+        text_columns=split(opts["text"]) if "text" in opts else None,
+        label_column=opts.get("label", "label"),
+        regression=opts.get("regression", "0").lower() in ("1", "true", "yes"),
+        name=name,
+        test_path=opts.get("test") or None,
+        label_names=split(opts["labels"]) if "labels" in opts else None,
+        fmt=FILE_PREFIXES[prefix.lower()],
+    )

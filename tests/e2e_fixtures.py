@@ -1,0 +1,41 @@
+"""A tiny random BERT saved as a local model folder, for fast end-to-end runs without downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def make_tiny_model_dir(root: Path, layers: int = 2) -> Path:
+    """Save a tiny random BERT with the packaged MiniLM tokenizer (no network needed)."""
+    from transformers import AutoModelForSequenceClassification, BertConfig
+
+    from ptft_bench.models import load_tokenizer, set_offline_defaults
+
+    set_offline_defaults()
+    out = root / "tiny-bert"
+    if (out / "config.json").exists():
+        return out
+    tok = load_tokenizer("minilm-l6")
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128,
+    )
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def make_csv_task(root: Path, n: int = 120) -> Path:
+    """A small, learnable sentiment CSV: the label is in the words."""
+    pos = ["great", "wonderful", "superb", "moving", "brilliant"]
+    neg = ["awful", "boring", "terrible", "dull", "bad"]
+    rows = []
+    for i in range(n):
+        words = pos if i % 2 else neg
+        rows.append({"review": f"a {words[i % 5]} film , really {words[(i + 2) % 5]}", "sentiment": "pos" if i % 2 else "neg"})
+    path = root / "reviews.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
