@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +16,32 @@ from ptft_bench.errors import UserError
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
+
+
+_FILE_TASK = re.compile(r"^(csv|tsv|jsonl|json|file):", re.IGNORECASE)
+
+
+def _tasks(value: str) -> list[str]:
+    """Comma-separated task names; a comma inside a file task's options (``csv:PATH?text=a,b``)
+    belongs to that task, so such pieces are joined back onto it."""
+    out: list[str] = []
+    for piece in (p.strip() for p in value.split(",")):
+        if not piece:
+            continue
+        if (out and _FILE_TASK.match(out[-1]) and "?" in out[-1]
+                and not _FILE_TASK.match(piece) and not _is_builtin_task(piece)):
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _is_builtin_task(name: str) -> bool:
+    try:
+        from ptft_bench.tasks.spec import GLUE_TASKS, MOVIE_TASKS
+    except ImportError:  # pragma: no cover
+        return False
+    return name.lower() in GLUE_TASKS or name.lower() in MOVIE_TASKS
 
 
 def _ints(value: str) -> list[int]:
@@ -40,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train every strategy of a suite and record the results")
     run.add_argument("--suite", default="quick", help="bundled suite name or path to a .toml file (default: quick)")
-    run.add_argument("--tasks", type=_csv, help="comma-separated task names (override the suite)")
+    run.add_argument("--tasks", type=_tasks, help="comma-separated task names (override the suite)")
     run.add_argument("--strategies", nargs="+", metavar="NAME[:k=v,...]",
                      help="strategies to run: the suite's variants of these names, or e.g. lora:r=16,alpha=32")
     run.add_argument("--lrs", type=_floats, help="comma-separated learning rates for every variant")

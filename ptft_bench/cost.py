@@ -164,6 +164,12 @@ def train_flops_per_token(fm: FlopsModel, seq_len: float, first_cached_layer: in
     return float(fwd + bwd)
 
 
+def prefix_forward_flops(fm: FlopsModel, seq_len: float, cached_layers: int) -> float:
+    """FLOPs per token of one forward pass through the `cached_layers` bottom blocks."""
+    attn = 4 * seq_len * fm.hidden
+    return float(2 * fm.extra + sum(2 * n + attn for n in fm.per_layer[:cached_layers]))
+
+
 def peak_flops_per_second(device: torch.device) -> tuple[float | None, str]:
     """The device's peak: datasheet for known GPUs, a cached matmul probe on CPU."""
     if device.type == "cuda":

@@ -142,18 +142,28 @@ def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any],
     fm = cost.flops_model(model, trainable)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
+    callbacks = strategy.callbacks()
     with cost.PeakMemory(accelerator.device) as mem:
+        cache, cache_info = _maybe_cache(model, trainable, callbacks, encoded, budget, pad_id,
+                                         accelerator)
         result = fit(
             model, groups, encoded, task.spec, budget, spec.seed, accelerator, pad_id,
-            callbacks=strategy.callbacks(),
+            callbacks=callbacks,
             get_state=lambda: strategy.trainable_state_dict(model),
             set_state=lambda s: strategy.load_trainable_state_dict(model, s),
             progress=progress,
             desc=f"{spec.task}/{spec.variant.label()}",
+            cache=cache,
         )
+    # Building the cache replaces the frozen layers' forward passes: it is training time.
+    result.train_seconds += cache_info.get("build_seconds", 0.0)
     ckpt = cost.checkpoint_bytes(strategy.trainable_state_dict(model))
     mean_len = result.padded_positions / max(result.train_samples, 1)
-    flops = cost.train_flops_per_token(fm, mean_len) * result.padded_positions
+    first_cached = cache_info.get("first_trainable_block", 0) if cache is not None else 0
+    flops = cost.train_flops_per_token(fm, mean_len, first_cached) * result.padded_positions
+    if cache is not None:  # one forward pass of the cached blocks over the training tokens
+        flops += cost.prefix_forward_flops(fm, mean_len, first_cached) * float(
+            encoded["train"].lengths.sum())
     peak, peak_source = cost.peak_flops_per_second(accelerator.device)
     achieved = flops / result.train_seconds if result.train_seconds else None
     lengths = encoded["train"].lengths
@@ -191,6 +201,7 @@ def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any],
         "peak_flops_source": peak_source,
         "utilisation": achieved / peak if achieved and peak else None,
         "precision": env["precision"],
+        "frozen_cache": cache_info,
         "history": result.history,
         "started_at": started,
         "finished_at": now(),
@@ -198,3 +209,36 @@ def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any],
 
 
 __all__ = ["run_suite", "run_one", "padding_share"]
+
+
+def _maybe_cache(model, trainable, callbacks, encoded, budget, pad_id, accelerator):
+    """Build a frozen-prefix cache when the strategy's frozen set allows it (see caching.py)."""
+    from ptft_bench import caching
+
+    if budget.frozen_cache == "off":
+        return None, {"used": False, "reason": "disabled (budget.frozen_cache = off)"}
+    plan = caching.plan_cache(model, trainable, any(cb.changes_trainable_set() for cb in callbacks))
+    if isinstance(plan, str):
+        return None, {"used": False, "reason": plan}
+    hidden = int(getattr(model.config, "hidden_size", 0) or getattr(model.config, "dim", 0))
+    need = caching.estimate_bytes(encoded, hidden)
+    if need > budget.cache_max_mb * 2**20:
+        return None, {"used": False, "reason": f"needs {need / 2**20:.0f} MiB > cache_max_mb"}
+    t0 = time.perf_counter()
+    model.to(accelerator.device)
+    cache = caching.FrozenPrefixCache(model, plan, accelerator.device)
+    try:
+        cache.build(encoded, pad_id, budget.eval_batch_size)
+    except Exception as e:  # noqa: BLE001 - fall back to the uncached path, say why
+        cache.uninstall()
+        return None, {"used": False, "reason": f"cache build failed: {type(e).__name__}: {e}"[:300]}
+    diff = caching.max_logit_difference(cache, encoded["validation"], "validation", pad_id)
+    if not diff <= 1e-4:  # an architecture the surgery does not fit: train uncached
+        return None, {"used": False, "reason": f"cached logits differ by {diff:.2e}"}
+    return cache, {
+        "used": True,
+        "first_trainable_block": plan.first_trainable_block,
+        "bytes": cache.nbytes,
+        "build_seconds": time.perf_counter() - t0,
+        "semantics": "frozen layers computed once in eval mode (no dropout)",
+    }

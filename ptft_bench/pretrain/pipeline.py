@@ -12,7 +12,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from ptft_bench.errors import UserError
 from ptft_bench.pretrain.blocks import pack_blocks, tokenize_documents
 from ptft_bench.pretrain.configs import build_scratch_model, get_scratch_config, train_tokenizer
 from ptft_bench.pretrain.corpus import read_corpus
-from ptft_bench.pretrain.filters import CleanConfig, clean_corpus
+from ptft_bench.pretrain.filters import CleanConfig, clean_corpus, text_key
 from ptft_bench.pretrain.heads import LoadedLM, head_is_tied, load_lm
 from ptft_bench.pretrain.loop import TrainConfig, list_checkpoints, train
 from ptft_bench.pretrain.report import build_report, format_report
@@ -44,6 +44,7 @@ class PretrainOptions:
     clean: CleanConfig = field(default_factory=CleanConfig)
     resume: bool = False
     report_only: bool = False
+    exclude_eval_of: list[str] = field(default_factory=list)  # task names (decontamination)
 
 
 def _env() -> dict[str, Any]:
@@ -127,10 +128,31 @@ def _tokenizer_and_model(opts: PretrainOptions, objective: str, texts: list[str]
     return tokenizer, loaded, list(loaded.notes)
 
 
+def eval_text_keys(tasks: list[str]) -> set[str]:
+    """:func:`text_key` of every validation and test text of ``tasks`` (all rows, no caps).
+
+    Evaluation caps (``max_eval_samples``) take nested prefixes of these splits, so excluding the
+    whole splits covers every capped run too. Training texts are not excluded: pretraining on the
+    task's own unlabelled training inputs is task-adaptive pretraining, a legitimate setting.
+    """
+    from ptft_bench.tasks import load_task
+
+    keys: set[str] = set()
+    for name in tasks:
+        data = load_task(name)
+        for split in (data.validation, data.test):
+            for col in ("text_a", "text_b"):
+                if split is not None and col in split.columns:
+                    keys.update(text_key(str(t)) for t in split[col].dropna())
+    keys.discard("")
+    return keys
+
+
 def prepare_and_report(opts: PretrainOptions, objective: str, seed: int):
     """Read, clean, tokenise and pack the corpus; print the report. Returns everything built."""
     docs, sources = read_corpus(opts.corpus, opts.doc_split)
-    clean = clean_corpus(docs, opts.clean)
+    exclude = eval_text_keys(opts.exclude_eval_of) if opts.exclude_eval_of else None
+    clean = clean_corpus(docs, opts.clean, exclude)
     if not clean.train:
         raise UserError(
             "every document was filtered out: loosen --min-words / --max-non-letter or check the corpus"
@@ -191,10 +213,18 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     }
     if len(held_blocks) == 0:
         print("note: no full held-out block: before/after metrics are skipped (raise --heldout)")
+    if cfg.fit_head_steps and not loaded.new_head:
+        print("note: the model has its own LM head: --fit-head-steps is ignored")
+        cfg = replace(cfg, fit_head_steps=0)
+    if cfg.max_steps == 0:
+        print("note: --max-steps 0: writing the initial model without training")
     state, after = train(
         loaded.model, tokenizer, train_blocks, held_blocks, cfg, opts.out, opts.resume, meta
     )
     loaded.model.save_pretrained(opts.out)
+    carried = carry_unused_weights(loaded, opts.out)
+    if carried:
+        print(f"note: kept {len(carried)} weight(s) the LM model does not use: {', '.join(carried[:4])}")
     record = {
         "schema_version": 1,
         "objective": cfg.objective,
@@ -203,7 +233,9 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
         "new_head": loaded.new_head,
         "head_tied_to_embeddings": loaded.tied,
         "notes": notes,
+        "carried_weights": carried,
         "corpus": opts.corpus,
+        "exclude_eval_of": opts.exclude_eval_of,
         "corpus_stats": {
             k: report[k]
             for k in (
@@ -225,6 +257,7 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
         "train_seconds": round(state.seconds, 3),
         "tokens_per_second": state.tokens / state.seconds if state.seconds else None,
         "wall_seconds": round(time.perf_counter() - t0, 3),
+        "head_fit": state.head_fit,
         "before": state.before,
         "after": after,
         "train_config": asdict(cfg),
@@ -235,3 +268,43 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     }
     _write_json(opts.out / RECORD_NAME, record)
     return record
+
+
+def carry_unused_weights(loaded: LoadedLM, out: Path) -> list[str]:
+    """Copy checkpoint weights the LM class does not use (BERT's pooler) into ``out``'s weights.
+
+    ``AutoModelForMaskedLM`` drops ``pooler.*`` of a BERT checkpoint, and the sequence classifier
+    of the fine-tuning benchmark uses the pooler: without this, the adapted model would start
+    fine-tuning with a random pooler while the base model keeps its trained one, and the
+    comparison would measure the pooler, not the adaptation. Returns the keys added.
+    """
+    if not loaded.unexpected or not loaded.source_path:
+        return []
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    src = Path(loaded.source_path)
+    src_files = sorted(src.glob("*.safetensors"))
+    dst_files = sorted(out.glob("*.safetensors"))
+    if not src_files or len(dst_files) != 1:
+        print("note: not carrying unused weights (needs safetensors files, one output shard)")
+        return []
+    saved = load_file(str(dst_files[0]))
+    prefix = getattr(loaded.model, "base_model_prefix", "")
+    added = []
+    for file in src_files:
+        with safe_open(str(file), "pt") as f:
+            for key in f.keys():
+                if key not in loaded.unexpected:
+                    continue
+                name = key
+                if prefix and not key.startswith(f"{prefix}.") and f"{prefix}.{key}" not in saved:
+                    name = f"{prefix}.{key}"
+                if name not in saved:
+                    saved[name] = f.get_tensor(key).contiguous()
+                    added.append(name)
+    if added:
+        tmp = dst_files[0].with_name(f".{dst_files[0].name}.tmp")
+        save_file(saved, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, dst_files[0])
+    return sorted(added)

@@ -122,3 +122,37 @@ def format_report(report: dict[str, Any]) -> str:
         if n:
             lines.append(f"  {label:>10}  {n:>8,}  {'#' * max(1, round(30 * n / peak))}")
     return "\n".join(lines)
+
+
+def records_table(folders: list[str]) -> str:
+    """A markdown table of the held-out metrics before / after of pretraining output folders.
+
+    ``python -c "from ptft_bench.pretrain.report import records_table; print(records_table([...]))"``
+    (the chain script benchmarks/pretrain_then_finetune.sh writes it to runs/pretraining.md).
+    """
+    import json
+    from pathlib import Path
+
+    def num(d: dict | None, key: str, fmt: str) -> str:
+        return format(d[key], fmt) if d and key in d else "-"
+
+    rows = [
+        "| model folder | objective | start | steps | tokens | seconds | held-out loss: fresh head | before | after | perplexity before -> after | masked acc. before -> after |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for folder in folders:
+        path = Path(folder) / "pretrain_record.json"
+        if not path.exists():
+            rows.append(f"| {folder} | (missing: no pretrain_record.json) |||||||||")
+            continue
+        r = json.loads(path.read_text())
+        b, a = r.get("before") or {}, r.get("after") or {}
+        fresh = (r.get("head_fit") or {}).get("fresh_head")
+        start = f"scratch:{r['from_scratch']}" if r.get("from_scratch") else str(r.get("model"))
+        rows.append(
+            f"| {folder} | {r['objective']} | {start} | {r['steps']} | {r['tokens']:,} | "
+            f"{r['train_seconds']:.0f} | {num(fresh, 'loss', '.3f')} | {num(b, 'loss', '.3f')} | "
+            f"{num(a, 'loss', '.3f')} | {num(b, 'perplexity', '.1f')} -> {num(a, 'perplexity', '.1f')} | "
+            f"{num(b, 'masked_accuracy', '.3f')} -> {num(a, 'masked_accuracy', '.3f')} |"
+        )
+    return "\n".join(rows)

@@ -1,0 +1,197 @@
+"""Frozen-prefix caching: compute the frozen bottom of the network once, train the rest.
+
+When a strategy leaves the embeddings and the bottom `f` blocks frozen (head-only: every block;
+top-k: all but k), their output never changes during training. We run them once per example, in
+eval mode, keep the hidden states entering block `f`, and during training feed those states to
+the model through a stand-in for the embeddings module while the block list is cut to
+`blocks[f:]`. The model's own forward (attention masks, pooler, head, loss) runs unchanged.
+
+Semantics (explicit, selectable with `budget.frozen_cache`): the cached layers run WITHOUT
+dropout, i.e. as in evaluation. Without the cache the frozen layers run in train mode, with
+dropout, every epoch. Nothing here knows strategy names: the plan is read off `requires_grad`.
+
+Why hand-written: neither transformers nor peft offers feature caching for partially frozen
+models (the Trainer always runs the whole network).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ptft_bench import data as D
+from ptft_bench.model_parts import ModelParts, find_parts
+
+
+@dataclass
+class CachePlan:
+    first_trainable_block: int  # f: blocks[:f] and the embeddings are frozen
+    num_layers: int
+    reason: str = ""
+
+
+def plan_cache(model: nn.Module, trainable: set[str], changes_trainable_set: bool) -> CachePlan | str:
+    """A `CachePlan`, or the reason why caching does not apply."""
+    if changes_trainable_set:
+        return "the strategy unfreezes layers during training"
+    try:
+        parts = find_parts(model)
+    except ValueError as e:
+        return str(e)
+    layers = []
+    for name in trainable:
+        layer = parts.layer_of(name)
+        if layer is None:
+            return f"trainable parameter {name} is outside the embeddings, blocks and head"
+        layers.append(layer)
+    if not layers:
+        return "nothing is trainable"
+    f = min(layers) - 1  # layer numbering: 0 embeddings, 1..L blocks, L+1 head
+    if f < 1:
+        return "the embeddings or the first block train"
+    backbone_children = dict(parts.backbone.named_children())
+    owner = parts.blocks_prefix.split(".")
+    for child_name, child in backbone_children.items():
+        if child is parts.embeddings or (parts.pooler and child is parts.pooler[1]):
+            continue
+        is_encoder = any(m is parts.blocks[0] for m in child.modules())
+        if not is_encoder and any(True for _ in child.parameters()):
+            # e.g. ELECTRA's embeddings_project sits between the embeddings and the blocks
+            return f"the backbone has a module ({child_name}) between embeddings and blocks"
+    del owner
+    return CachePlan(min(f, parts.num_layers), parts.num_layers)
+
+
+class _CachedEmbeddings(nn.Module):
+    """Stands in for the embeddings module: returns the cached hidden states of the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.current: torch.Tensor | None = None
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        if self.current is None:
+            raise RuntimeError("cached batch not set")
+        return self.current
+
+
+class FrozenPrefixCache:
+    """Hidden states entering block f for every example of every split, and the model surgery."""
+
+    def __init__(self, model: nn.Module, plan: CachePlan, device: torch.device) -> None:
+        self.model = model
+        self.plan = plan
+        self.device = device
+        self.parts: ModelParts = find_parts(model)
+        self.states: dict[str, list[torch.Tensor]] = {}
+        self.stub = _CachedEmbeddings()
+        parent, _, attr = self.parts.blocks_prefix.rpartition(".")
+        self._blocks_owner = model.get_submodule(parent)
+        self._blocks_attr = attr
+        self._blocks_full = getattr(self._blocks_owner, attr)
+        emb_parent, _, emb_attr = self.parts.embeddings_prefix.rpartition(".")
+        self._emb_owner = model.get_submodule(emb_parent)
+        self._emb_attr = emb_attr
+        self._emb_full = getattr(self._emb_owner, emb_attr)
+        self.installed = False
+        self.nbytes = 0
+
+    @torch.no_grad()
+    def build(self, encoded: dict[str, D.EncodedSplit], pad_id: int, batch_size: int,
+              dtype: torch.dtype = torch.float32) -> None:
+        """Run embeddings + blocks[:f] once per example in eval mode."""
+        f = self.plan.first_trainable_block
+        was_training = self.model.training
+        self.model.eval()
+        setattr(self._blocks_owner, self._blocks_attr, nn.ModuleList(list(self._blocks_full)[:f]))
+        try:
+            for name, split in encoded.items():
+                out: list[torch.Tensor | None] = [None] * len(split)
+                for idx in D.eval_batches(split.lengths, batch_size):
+                    batch = D.collate(split, idx, pad_id)
+                    batch.pop("labels")
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
+                    hs = self.parts.backbone(**batch, output_hidden_states=True).hidden_states[f]
+                    for row, i in enumerate(idx):
+                        n = len(split.input_ids[i])
+                        out[i] = hs[row, :n].to(dtype).clone()
+                        self.nbytes += out[i].numel() * out[i].element_size()
+                self.states[name] = out  # type: ignore[assignment]
+        finally:
+            setattr(self._blocks_owner, self._blocks_attr, self._blocks_full)
+            self.model.train(was_training)
+
+    def install(self) -> None:
+        f = self.plan.first_trainable_block
+        setattr(self._blocks_owner, self._blocks_attr, nn.ModuleList(list(self._blocks_full)[f:]))
+        setattr(self._emb_owner, self._emb_attr, self.stub)
+        self.installed = True
+
+    def uninstall(self) -> None:
+        setattr(self._blocks_owner, self._blocks_attr, self._blocks_full)
+        setattr(self._emb_owner, self._emb_attr, self._emb_full)
+        self.installed = False
+
+    @contextlib.contextmanager
+    def original(self) -> Iterator[None]:
+        """The untouched model (parameter names as the strategy knows them)."""
+        was = self.installed
+        if was:
+            self.uninstall()
+        try:
+            yield
+        finally:
+            if was:
+                self.install()
+
+    def wrap(self, fn: Callable) -> Callable:
+        def inner(*args, **kwargs):
+            with self.original():
+                return fn(*args, **kwargs)
+
+        return inner
+
+    def set_batch(self, split: str, idx: np.ndarray, width: int) -> None:
+        rows = [self.states[split][i] for i in idx]
+        hidden = rows[0].shape[-1]
+        out = torch.zeros(len(rows), width, hidden, dtype=torch.float32)
+        for r, t in enumerate(rows):
+            out[r, : t.shape[0]] = t.float()
+        self.stub.current = out.to(self.device, non_blocking=True)
+
+
+def estimate_bytes(encoded: dict[str, D.EncodedSplit], hidden: int, itemsize: int = 4) -> int:
+    return sum(int(s.lengths.sum()) for s in encoded.values()) * hidden * itemsize
+
+
+@torch.no_grad()
+def max_logit_difference(cache: FrozenPrefixCache, split: D.EncodedSplit, name: str, pad_id: int,
+                         n: int = 16) -> float:
+    """Eval-mode logits with and without the cache on the first `n` examples of a split.
+
+    Infinite when the cached forward fails: e.g. DeBERTa-v2's encoder cannot run zero blocks.
+    """
+    model = cache.model
+    was = model.training
+    model.eval()
+    idx = np.arange(min(n, len(split)))
+    batch = D.collate(split, idx, pad_id)
+    batch.pop("labels")
+    batch = {k: v.to(cache.device) for k, v in batch.items()}
+    try:
+        with cache.original():
+            ref = model(**batch).logits
+        cache.install()
+        cache.set_batch(name, idx, batch["input_ids"].shape[1])
+        got = model(**batch).logits
+    except Exception:  # noqa: BLE001 - an architecture the surgery does not fit (DeBERTa, 0 blocks)
+        return float("inf")
+    finally:
+        cache.uninstall()
+        model.train(was)
+    return float((ref.float() - got.float()).abs().max())
