@@ -55,8 +55,13 @@ class HFCallbackAdapter(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.callback.on_epoch_begin(self._state(args, state, kwargs))
 
-    def on_step_end(self, args, state, control, **kwargs):
-        self.callback.on_step_end(self._state(args, state, kwargs))
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        # Our on_step_end runs after optimizer.step() and before the gradients are zeroed
+        # (AdaLoRA's rank allocation reads them); the Trainer's on_step_end comes after
+        # zero_grad, so we hook here. The Trainer increments global_step only afterwards.
+        st = self._state(args, state, kwargs)
+        st.global_step += 1
+        self.callback.on_step_end(st)
 
     def on_train_end(self, args, state, control, **kwargs):
         self.callback.on_train_end(self._state(args, state, kwargs))

@@ -13,7 +13,13 @@ from ptft_bench.pretrain.blocks import pack_blocks, tokenize_documents
 from ptft_bench.pretrain.configs import build_scratch_model, get_scratch_config, train_tokenizer
 from ptft_bench.pretrain.corpus import Document
 from ptft_bench.pretrain.filters import CleanConfig, clean_corpus, text_key
-from ptft_bench.pretrain.loop import TrainConfig, eval_batches, fit_head, head_only_parameters, train
+from ptft_bench.pretrain.loop import (
+    TrainConfig,
+    eval_batches,
+    fit_head,
+    head_only_parameters,
+    train,
+)
 from ptft_bench.runner import expand
 
 WORDS = "the a film movie is was good bad great dull plot actor scene story funny slow".split()
@@ -50,17 +56,20 @@ def test_pretraining_suites_expand_for_both_models(suite, models, strategies):
 
 def test_text_key_matches_across_tokenisations():
     raw = "The Rock is destined to be the 21st Century's new ``Conan'' and that's that."
-    tokenised = 'the rock is destined to be the 21st century\'s new " conan " and that\'s that .'
+    tokenised = "the rock is destined to be the 21st century's new \" conan \" and that's that ."
     assert text_key(raw) == text_key(tokenised)
     assert text_key(raw) != text_key("The Rock is destined to be great.")
 
 
 def test_eval_overlap_documents_are_dropped_and_counted():
-    docs = [Document(t, "t") for t in (
-        "A quietly moving film about grief and the people it leaves behind.",
-        "Too long, too loud and far too pleased with itself to be any fun.",
-        "Every frame is gorgeous, and the story never lets the images carry it alone.",
-    )]
+    docs = [
+        Document(t, "t")
+        for t in (
+            "A quietly moving film about grief and the people it leaves behind.",
+            "Too long, too loud and far too pleased with itself to be any fun.",
+            "Every frame is gorgeous, and the story never lets the images carry it alone.",
+        )
+    ]
     exclude = {text_key("too long , too loud and far too pleased with itself to be any fun .")}
     cfg = CleanConfig(heldout=0.0, near_dup_threshold=0.0)
     result = clean_corpus(docs, cfg, exclude)
@@ -116,8 +125,14 @@ def test_weights_the_lm_class_drops_are_carried_to_the_output(tmp_path):
     from ptft_bench.pretrain.pipeline import carry_unused_weights
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     base = BertModel(config)  # like all-MiniLM-L6-v2: encoder + pooler, no MLM head
     base.save_pretrained(tmp_path / "base")
     loaded = load_lm(str(tmp_path / "base"), "mlm")

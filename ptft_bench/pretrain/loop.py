@@ -45,7 +45,8 @@ class TrainConfig:
     objective: str = field(default="mlm", metadata={"help": "mlm (masked LM) or clm (causal LM)"})
     batch_size: int = field(default=16, metadata={"help": "blocks per step"})
     max_steps: int | None = field(
-        default=None, metadata={"help": "optimizer steps (0 = write the initial model, no training)"}
+        default=None,
+        metadata={"help": "optimizer steps (0 = write the initial model, no training)"},
     )
     max_tokens: int | None = field(
         default=None, metadata={"help": "budget in tokens (steps = ceil)"}
@@ -261,7 +262,11 @@ def head_only_parameters(model) -> list[torch.nn.Parameter]:
     from ptft_bench.pretrain.heads import HEAD_ATTRIBUTES
 
     head = next(
-        (getattr(model, a) for a in HEAD_ATTRIBUTES if isinstance(getattr(model, a, None), torch.nn.Module)),
+        (
+            getattr(model, a)
+            for a in HEAD_ATTRIBUTES
+            if isinstance(getattr(model, a, None), torch.nn.Module)
+        ),
         None,
     )
     if head is None:

@@ -224,7 +224,9 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     loaded.model.save_pretrained(opts.out)
     carried = carry_unused_weights(loaded, opts.out)
     if carried:
-        print(f"note: kept {len(carried)} weight(s) the LM model does not use: {', '.join(carried[:4])}")
+        print(
+            f"note: kept {len(carried)} weight(s) the LM model does not use: {', '.join(carried[:4])}"
+        )
     record = {
         "schema_version": 1,
         "objective": cfg.objective,
