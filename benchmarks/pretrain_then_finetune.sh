@@ -13,7 +13,7 @@
 #   PTFT_SHARED_DATA  shared data folder (default ../shared/data)
 #   RUNS_DIR          where model folders and run records go (default runs)
 #   THREADS           torch CPU threads for pretraining (default: torch's choice)
-#   DAPT_STEPS SCRATCH_STEPS CLM_STEPS   pretraining budgets (default 250 / 600 / 300)
+#   DAPT_STEPS SCRATCH_STEPS CLM_STEPS   pretraining budgets (default 200 / 600 / 200)
 #   SMOKE=1           tiny budgets into runs/smoke-pretrain (a check that the chain works, ~3 min)
 #   FRESH=1           delete this chain's earlier outputs first (run ids depend on the model path,
 #                     not on its contents: a rebuilt model folder must not meet old records)
@@ -32,7 +32,7 @@ if [[ "$SMOKE" == 1 ]]; then
   EVAL=(--max-eval-blocks 16); HEAD_STEPS=3
 else
   RUNS="${RUNS_DIR:-runs}"
-  DAPT_STEPS="${DAPT_STEPS:-250}"; SCRATCH_STEPS="${SCRATCH_STEPS:-600}"; CLM_STEPS="${CLM_STEPS:-300}"
+  DAPT_STEPS="${DAPT_STEPS:-200}"; SCRATCH_STEPS="${SCRATCH_STEPS:-600}"; CLM_STEPS="${CLM_STEPS:-200}"
   FT=(); EVAL=(); HEAD_STEPS=50
 fi
 THREAD_ARGS=()

@@ -233,8 +233,8 @@ class TrainerSide:
 # --------------------------------------------------------------------------------------------
 class PtftSide:
     def __init__(self, args: argparse.Namespace) -> None:
-        from ptft_bench.sweep import make_accelerator
         from ptft_bench.runner import environment
+        from ptft_bench.sweep import make_accelerator
 
         self.args = args
         self.accelerator, precision = make_accelerator("fp32")
@@ -441,7 +441,7 @@ def table(summary: list[dict[str, Any]]) -> str:
             "x vs dynamic", "acc pad-128", "acc dynamic", "acc ptft-bench")
     rows = [head]
     for r in summary:
-        def ratio(key: str, target: float | None) -> str:
+        def ratio(key: str, target: float | None, r: dict[str, Any] = r) -> str:
             s = r[key]
             txt = _fmt(s, ".2f") + "x"
             if target is not None:

@@ -28,8 +28,13 @@ def _tasks(value: str) -> list[str]:
     for piece in (p.strip() for p in value.split(",")):
         if not piece:
             continue
-        if (out and _FILE_TASK.match(out[-1]) and "?" in out[-1]
-                and not _FILE_TASK.match(piece) and not _is_builtin_task(piece)):
+        if (
+            out
+            and _FILE_TASK.match(out[-1])
+            and "?" in out[-1]
+            and not _FILE_TASK.match(piece)
+            and not _is_builtin_task(piece)
+        ):
             out[-1] += "," + piece
         else:
             out.append(piece)

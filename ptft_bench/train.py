@@ -91,6 +91,10 @@ def predict(
     split_name: str = "",
 ) -> np.ndarray:
     """Logits for every example of `split`, in the split's order (sharded across processes)."""
+    # The bare model, not the DDP wrapper: DDP's forward broadcasts buffers (a collective), and
+    # the processes hold different numbers of evaluation batches (a split of 12 rows is one
+    # batch: rank 0 runs it, rank 1 none), so the wrapped forward deadlocks multi-process runs.
+    model = accelerator.unwrap_model(model)
     model.eval()
     batches = D.eval_batches(split.lengths, batch_size)
     mine = batches[accelerator.process_index :: accelerator.num_processes]

@@ -7,6 +7,7 @@ subprocesses started together (each one pays ~5 s of imports, so they run concur
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from e2e_fixtures import make_csv_task, make_tiny_model_dir
+
 from ptft_bench.cli import _tasks, main
 from ptft_bench.config import load_suite
 from ptft_bench.runner import expand
@@ -25,8 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def cli_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PTFT_ONLINE", "HF_HUB_OFFLINE")}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-               PYTHONUNBUFFERED="1")
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
 
@@ -37,13 +42,19 @@ def work(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("cli")
     make_tiny_model_dir(root)
     make_csv_task(root)
-    rows = [{"review": f"film number {i}", "sentiment": "pos" if i % 2 else "neg"} for i in range(40)]
+    rows = [
+        {"review": f"film number {i}", "sentiment": "pos" if i % 2 else "neg"} for i in range(40)
+    ]
     rows[7]["sentiment"] = "meh"
     pd.DataFrame(rows).to_csv(root / "extra_label.csv", index=False)
     (root / "empty.csv").write_text("review,sentiment\n")
     (root / "blank.csv").write_text("")
-    (root / "bad_top.toml").write_text('tasks = ["sst2"]\nbogus_top = 1\n[[strategies]]\nname = "full"\n')
-    (root / "bad_budget.toml").write_text('tasks = ["sst2"]\n[budget]\nepochz = 1\n[[strategies]]\nname = "full"\n')
+    (root / "bad_top.toml").write_text(
+        'tasks = ["sst2"]\nbogus_top = 1\n[[strategies]]\nname = "full"\n'
+    )
+    (root / "bad_budget.toml").write_text(
+        'tasks = ["sst2"]\n[budget]\nepochz = 1\n[[strategies]]\nname = "full"\n'
+    )
     (root / "no_config_model").mkdir()
     return root
 
@@ -55,7 +66,11 @@ def task(work: Path, name: str = "reviews.csv", opts: str = "text=review&label=s
 # (id, run arguments (a function of the work folder), fragment the message must contain)
 RUN_CASES = [
     ("unknown-task", lambda w: ["--tasks", "rotten_tomatos"], "did you mean 'rotten_tomatoes'"),
-    ("unknown-strategy", lambda w: ["--tasks", task(w), "--strategies", "lorra"], "Did you mean 'lora'"),
+    (
+        "unknown-strategy",
+        lambda w: ["--tasks", task(w), "--strategies", "lorra"],
+        "Did you mean 'lora'",
+    ),
     ("lora-r0", lambda w: ["--tasks", task(w), "--strategies", "lora:r=0"], "r must be"),
     ("top_k-abc", lambda w: ["--tasks", task(w), "--strategies", "top_k:k=abc"], "abc"),
     ("unknown-param", lambda w: ["--tasks", task(w), "--strategies", "lora:rank=4"], "rank"),
@@ -66,23 +81,52 @@ RUN_CASES = [
     ("suite-missing-file", lambda w: ["--suite", str(w / "nope.toml")], "does not exist"),
     ("missing-data-file", lambda w: ["--tasks", "csv:/nope.csv"], "/nope.csv"),
     ("missing-column", lambda w: ["--tasks", task(w, opts="text=body&label=sentiment")], "body"),
-    ("missing-label-column", lambda w: ["--tasks", task(w, opts="text=review&label=stars")], "stars"),
+    (
+        "missing-label-column",
+        lambda w: ["--tasks", task(w, opts="text=review&label=stars")],
+        "stars",
+    ),
     ("unknown-task-option", lambda w: ["--tasks", task(w, opts="txt=review")], "txt"),
-    ("label-outside-set",
-     lambda w: ["--tasks", task(w, "extra_label.csv", "text=review&label=sentiment&labels=neg,pos")], "meh"),
+    (
+        "label-outside-set",
+        lambda w: [
+            "--tasks",
+            task(w, "extra_label.csv", "text=review&label=sentiment&labels=neg,pos"),
+        ],
+        "meh",
+    ),
     ("empty-file", lambda w: ["--tasks", task(w, "empty.csv")], "no rows"),
     ("blank-file", lambda w: ["--tasks", task(w, "blank.csv")], "blank.csv"),
-    ("empty-test-split",
-     lambda w: ["--tasks", task(w, opts=f"text=review&label=sentiment&test={w / 'empty.csv'}")], "empty.csv"),
-    ("model-folder-missing", lambda w: ["--tasks", task(w), "--model", str(w / "no-such-model")], "does not exist"),
-    ("model-folder-no-config", lambda w: ["--tasks", task(w), "--model", str(w / "no_config_model")], "config.json"),
+    (
+        "empty-test-split",
+        lambda w: ["--tasks", task(w, opts=f"text=review&label=sentiment&test={w / 'empty.csv'}")],
+        "empty.csv",
+    ),
+    (
+        "model-folder-missing",
+        lambda w: ["--tasks", task(w), "--model", str(w / "no-such-model")],
+        "does not exist",
+    ),
+    (
+        "model-folder-no-config",
+        lambda w: ["--tasks", task(w), "--model", str(w / "no_config_model")],
+        "config.json",
+    ),
     ("bad-shard", lambda w: ["--tasks", task(w), "--shard", "2/2"], "--shard"),
     ("bad-shard-syntax", lambda w: ["--tasks", task(w), "--shard", "one/two"], "--shard"),
-    ("max-train-zero", lambda w: ["--tasks", task(w), "--max-train-samples", "0"], "max_train_samples"),
+    (
+        "max-train-zero",
+        lambda w: ["--tasks", task(w), "--max-train-samples", "0"],
+        "max_train_samples",
+    ),
     ("epochs-zero", lambda w: ["--tasks", task(w), "--epochs", "0"], "epochs"),
 ]
 # Needs a process whose hub library was imported after the offline switch: subprocess only.
-HUB_CASE = ("hub-id-offline", lambda w: ["--tasks", task(w), "--model", "bert-base-uncased"], "PTFT_ONLINE=1")
+HUB_CASE = (
+    "hub-id-offline",
+    lambda w: ["--tasks", task(w), "--model", "bert-base-uncased"],
+    "PTFT_ONLINE=1",
+)
 # The subset that also runs through the real command.
 REAL_CLI = {"unknown-task", "lora-r0", "missing-data-file", "label-outside-set", "bad-shard"}
 
@@ -125,32 +169,103 @@ def test_report_without_records_in_process(tmp_path, capsys):
     assert not (tmp_path / "empty" / "report").exists()
 
 
+# Runs several commands in ONE fresh interpreter, each exactly as `python -m ptft_bench ARGS` would
+# (runpy of the package's __main__, stdout/stderr captured at the file-descriptor level, an
+# uncaught exception printed as a traceback with status 1): the imports (~6 s of CPU) are paid
+# once instead of once per command.
+DRIVER = r"""
+import json, os, runpy, sys, traceback
+jobs_path, res_path = sys.argv[1], sys.argv[2]
+jobs = json.load(open(jobs_path))
+results = {}
+for name, args in jobs:
+    out_path, err_path = res_path + "." + name + ".out", res_path + "." + name + ".err"
+    sys.stdout.flush(); sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(out_path, "w") as o, open(err_path, "w") as e:
+        os.dup2(o.fileno(), 1); os.dup2(e.fileno(), 2)
+        sys.argv = ["ptft-bench", *args]
+        try:
+            runpy.run_module("ptft_bench", run_name="__main__", alter_sys=True)
+            code = 0
+        except SystemExit as ex:
+            code = ex.code if isinstance(ex.code, int) else (0 if ex.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush(); sys.stderr.flush()
+        os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+    results[name] = [code, open(out_path).read(), open(err_path).read()]
+json.dump(results, open(res_path, "w"))
+"""
+
+
 @pytest.fixture(scope="module")
 def real_cli(work, tmp_path_factory):
-    """Start every real-command check at once; return {name: (returncode, stdout, stderr, out)}."""
+    """{name: (returncode, stdout, stderr, out folder)} from fresh interpreters running the CLI.
+
+    The offline-hub case runs alone as a plain `python -m ptft_bench` (the most environment-
+    sensitive check); every other command runs through DRIVER in a second process at the same time.
+    """
     root = tmp_path_factory.mktemp("real")
     jobs: dict[str, tuple[list[str], Path | None]] = {}
-    for case in [c for c in RUN_CASES if c[0] in REAL_CLI] + [HUB_CASE]:
+    for case in [c for c in RUN_CASES if c[0] in REAL_CLI]:
         out = root / case[0]
         jobs[case[0]] = (run_args(work, case, out), out)
     (root / "no-records").mkdir()
     jobs["report-no-records"] = (["report", str(root / "no-records")], None)
     jobs["list"] = (["list"], None)
     jobs["dry-run"] = (
-        ["run", "--tasks", task(work), "--model", str(work / "tiny-bert"), "--strategies", "full",
-         "lora:r=4", "--lrs", "1e-3,2e-3", "--seeds", "0,1", "--epochs", "1", "--out",
-         str(root / "dry"), "--dry-run"],
+        [
+            "run",
+            "--tasks",
+            task(work),
+            "--model",
+            str(work / "tiny-bert"),
+            "--strategies",
+            "full",
+            "lora:r=4",
+            "--lrs",
+            "1e-3,2e-3",
+            "--seeds",
+            "0,1",
+            "--epochs",
+            "1",
+            "--out",
+            str(root / "dry"),
+            "--dry-run",
+        ],
         root / "dry",
     )
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", "ptft_bench", *args], cwd=root, env=cli_env(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name, (args, _) in jobs.items()
-    }
-    results = {}
-    for name, p in procs.items():
-        stdout, stderr = p.communicate(timeout=240)
-        results[name] = (p.returncode, stdout, stderr, jobs[name][1])
+    (root / "driver.py").write_text(DRIVER)
+    (root / "jobs.json").write_text(json.dumps([[k, a] for k, (a, _) in jobs.items()]))
+    hub_out = root / HUB_CASE[0]
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "ptft_bench", *run_args(work, HUB_CASE, hub_out)],
+        cwd=root,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    batch = subprocess.run(
+        [
+            sys.executable,
+            str(root / "driver.py"),
+            str(root / "jobs.json"),
+            str(root / "results.json"),
+        ],
+        cwd=root,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    hub_stdout, hub_stderr = hub.communicate(timeout=300)
+    assert batch.returncode == 0, batch.stderr
+    raw = json.loads((root / "results.json").read_text())
+    results = {name: (*raw[name], jobs[name][1]) for name in jobs}
+    results[HUB_CASE[0]] = (hub.returncode, hub_stdout, hub_stderr, hub_out)
     return results
 
 
@@ -199,13 +314,22 @@ def test_run_ids_stable_across_processes(real_cli, work):
     """The same config gives the same ids in another process (here: the real command's dry run)."""
     rc, stdout, stderr, out = real_cli["dry-run"]
     assert rc == 0, stderr
-    listed = [line.split()[1] for line in stdout.splitlines() if line.startswith(("todo ", "done "))]
+    listed = [
+        line.split()[1] for line in stdout.splitlines() if line.startswith(("todo ", "done "))
+    ]
     assert len(listed) == 2 * 2 * 2
     assert all(line.startswith("todo") for line in stdout.splitlines()[:-1])
-    suite = load_suite("quick", {
-        "tasks": [task(work)], "models": [str(work / "tiny-bert")], "strategies": ["full", "lora:r=4"],
-        "seeds": [0, 1], "budget.epochs": 1, "output_dir": "elsewhere",
-    })
+    suite = load_suite(
+        "quick",
+        {
+            "tasks": [task(work)],
+            "models": [str(work / "tiny-bert")],
+            "strategies": ["full", "lora:r=4"],
+            "seeds": [0, 1],
+            "budget.epochs": 1,
+            "output_dir": "elsewhere",
+        },
+    )
     for v in suite.strategies:
         v.lrs = [1e-3, 2e-3]
     assert listed == [s.run_id for s in expand(suite)]
@@ -215,5 +339,8 @@ def test_run_ids_stable_across_processes(real_cli, work):
 def test_tasks_flag_keeps_commas_inside_file_task_options():
     assert _tasks("sst2,rte") == ["sst2", "rte"]
     assert _tasks("csv:a.csv?text=t1,t2&labels=x,y,rte, csv:b.csv,cola") == [
-        "csv:a.csv?text=t1,t2&labels=x,y", "rte", "csv:b.csv", "cola"
+        "csv:a.csv?text=t1,t2&labels=x,y",
+        "rte",
+        "csv:b.csv",
+        "cola",
     ]

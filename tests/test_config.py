@@ -151,10 +151,17 @@ def test_strategies_override_picks_suite_variants_and_new_ones(tmp_path):
 
 
 def test_command_line_variant_same_id_as_file_variant():
-    from_file = one_spec(strategies=[{"name": "lora", "params": {"r": 16, "alpha": 32}, "lrs": [1e-3]}])
-    raw = {"name": "s", "tasks": ["sst2"], "strategies": ["full"], "seeds": [0],
-           "budget": {"epochs": 1, "batch_size": 16, "max_length": 64},
-           "data": {"max_train_samples": 100, "max_eval_samples": 50}}
+    from_file = one_spec(
+        strategies=[{"name": "lora", "params": {"r": 16, "alpha": 32}, "lrs": [1e-3]}]
+    )
+    raw = {
+        "name": "s",
+        "tasks": ["sst2"],
+        "strategies": ["full"],
+        "seeds": [0],
+        "budget": {"epochs": 1, "batch_size": 16, "max_length": 64},
+        "data": {"max_train_samples": 100, "max_eval_samples": 50},
+    }
     suite = suite_from_dict(raw, {"strategies": ["lora:r=16,alpha=32"]})
     suite.strategies[0].lrs = [1e-3]
     (from_cli,) = expand(suite)
@@ -163,7 +170,9 @@ def test_command_line_variant_same_id_as_file_variant():
 
 @pytest.mark.parametrize("bad", ["lora:r=0", "lora:r=-3", "top_k:k=abc", "lora:rank=4", "nosuch"])
 def test_bad_command_line_variant(bad):
-    suite = suite_from_dict({"name": "s", "tasks": ["sst2"], "strategies": ["full"]}, {"strategies": [bad]})
+    suite = suite_from_dict(
+        {"name": "s", "tasks": ["sst2"], "strategies": ["full"]}, {"strategies": [bad]}
+    )
     with pytest.raises(UserError) as e:
         expand(suite)
     assert "\n" not in str(e.value)
@@ -171,7 +180,9 @@ def test_bad_command_line_variant(bad):
 
 def test_malformed_command_line_variant():
     with pytest.raises(UserError, match="key=value"):
-        suite_from_dict({"name": "s", "tasks": ["sst2"], "strategies": ["full"]}, {"strategies": ["lora:r"]})
+        suite_from_dict(
+            {"name": "s", "tasks": ["sst2"], "strategies": ["full"]}, {"strategies": ["lora:r"]}
+        )
 
 
 def test_default_lrs_when_variant_has_none(tmp_path):
@@ -190,9 +201,23 @@ def test_default_lrs_when_variant_has_none(tmp_path):
     [
         ({"name": "s", "tasks": [], "strategies": ["full"]}, "no tasks"),
         ({"name": "s", "tasks": ["sst2"], "strategies": []}, "no strategies"),
-        ({"name": "s", "tasks": ["sst2"], "strategies": ["full"], "budget": {"epochs": 0}}, "epochs"),
-        ({"name": "s", "tasks": ["sst2"], "strategies": ["full"], "budget": {"epochs": "x"}}, "epochs"),
-        ({"name": "s", "tasks": ["sst2"], "strategies": ["full"], "data": {"max_train_samples": 0}}, "max_train_samples"),
+        (
+            {"name": "s", "tasks": ["sst2"], "strategies": ["full"], "budget": {"epochs": 0}},
+            "epochs",
+        ),
+        (
+            {"name": "s", "tasks": ["sst2"], "strategies": ["full"], "budget": {"epochs": "x"}},
+            "epochs",
+        ),
+        (
+            {
+                "name": "s",
+                "tasks": ["sst2"],
+                "strategies": ["full"],
+                "data": {"max_train_samples": 0},
+            },
+            "max_train_samples",
+        ),
         ({"name": "s", "tasks": ["sst2"], "strategies": ["full"], "precision": "fp8"}, "precision"),
         ({"name": "s", "tasks": ["sst2"], "strategies": [{"name": "full", "lrs": [-1.0]}]}, "lrs"),
         ({"name": "s", "tasks": ["sst2"], "strategies": [{"params": {}}]}, "no name"),
@@ -204,7 +229,11 @@ def test_invalid_values_are_user_errors(raw, match):
 
 
 def test_duplicate_variant_is_error():
-    raw = {"name": "s", "tasks": ["sst2"], "strategies": [{"name": "lora", "params": {"r": 8}}, "lora"]}
+    raw = {
+        "name": "s",
+        "tasks": ["sst2"],
+        "strategies": [{"name": "lora", "params": {"r": 8}}, "lora"],
+    }
     with pytest.raises(UserError, match="same run twice"):
         expand(suite_from_dict(raw, {}))  # r=8 is lora's default: both are the same runs
 
@@ -242,8 +271,12 @@ def test_run_id_changes_with_anything_that_changes_the_result(change):
 
 @pytest.mark.parametrize(
     "change",
-    [{"output_dir": "/somewhere/else"}, {"name": "another-suite"}, {"description": "words"},
-     {"data.data_dir": "/some/glue_data"}],
+    [
+        {"output_dir": "/somewhere/else"},
+        {"name": "another-suite"},
+        {"description": "words"},
+        {"data.data_dir": "/some/glue_data"},
+    ],
     ids=["output_dir", "suite_name", "description", "data_dir"],
 )
 def test_run_id_ignores_where_and_under_which_name(change):
