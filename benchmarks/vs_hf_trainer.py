@@ -341,6 +341,19 @@ def _warm_up(model_path: str, tokenizer) -> None:
     del model
 
 
+def _quiet_libraries() -> None:
+    """No progress bars or deprecation chatter from the libraries between the timing lines."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -353,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     from ptft_bench.sweep import _task
 
     set_offline_defaults()
+    _quiet_libraries()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     env = environment_info(threads)

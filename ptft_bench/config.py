@@ -173,6 +173,8 @@ def _variant(entry: Any, where: str) -> StrategyVariant:
 def select_strategies(suite_entries: list[Any], names: list[str]) -> list[Any]:
     """`--strategies a,b`: the suite's variants of those names, or the defaults for new names."""
     out: list[Any] = []
+    # "full,bitfit" is two names; a comma after ":" separates a variant's parameters instead
+    names = [n for item in names for n in ([item] if ":" in item else item.split(",")) if n]
     for item in names:
         if ":" in item:  # "lora:r=16,alpha=32" -> a variant given on the command line
             name, _, rest = item.partition(":")

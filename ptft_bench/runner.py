@@ -22,6 +22,7 @@ from ptft_bench.registry import get_strategy
 from ptft_bench.store import RunStore
 
 SCHEMA_VERSION = 1
+_NOT_IN_ID = {"log_every", "eval_batch_size", "cache_max_mb"}
 
 
 @dataclass
@@ -48,7 +49,8 @@ class RunSpec:
             "params": self.resolved_params,
             "lr": self.lr,
             "seed": self.seed,
-            "budget": self.budget,
+            # settings that change speed or logging but never the numbers stay out of the id
+            "budget": {k: v for k, v in self.budget.items() if k not in _NOT_IN_ID},
             "data": {k: v for k, v in self.data.items() if k != "data_dir"},
             "precision": self.precision,
         }

@@ -335,9 +335,18 @@ def test_bad_shard_spec(bad):
         shard(specs, bad)
 
 
-def test_budget_fields_are_all_in_the_run_id():
-    # every Budget field reaches the id, so changing any of them never reuses an old record
+def test_budget_fields_that_change_results_are_in_the_run_id():
+    # every Budget field that can change the numbers reaches the id; logging, evaluation batch
+    # size and the cache's memory cap change only speed, so they do not force a rerun
     spec = one_spec()
     from ptft_bench.train import Budget
 
-    assert set(spec.key["budget"]) == {f.name for f in dataclasses.fields(Budget)}
+    speed_only = {"log_every", "eval_batch_size", "cache_max_mb"}
+    assert set(spec.key["budget"]) == {f.name for f in dataclasses.fields(Budget)} - speed_only
+
+
+def test_comma_separated_strategy_names_are_split():
+    from ptft_bench.config import select_strategies
+
+    got = select_strategies([], ["full,bitfit", "lora:r=4,alpha=8"])
+    assert got == ["full", "bitfit", {"name": "lora", "params": {"r": "4", "alpha": "8"}}]
