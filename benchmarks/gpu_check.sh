@@ -140,7 +140,7 @@ missing = [p.get("variant") for rid, p in plan.items() if rid not in done]
 print(f"{len(rows)} record(s): {sum(x['status'] == 'ok' for x in rows)} ok; "
       f"{len(missing)} planned run(s) without a record{': ' + ', '.join(map(str, missing)) if missing else ''}")
 if rows:
-    print(f"device: {rows[0]['device_name']}; peak FLOP/s used for utilisation: {f(rows[0]['peak_tflops'], '.0f')} TFLOP/s")
+    print(f"device: {rows[0]['device_name']}; peak FLOP/s used for utilisation: {f(rows[0]['peak_tflops'], '.3g')} TFLOP/s")
 out.write_text(json.dumps({"run_dir": str(run_dir), "rows": rows, "missing": missing}, indent=1))
 print(f"summary: {out}")
 EOF

@@ -77,7 +77,9 @@ class Case:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--configs", default="full,lora,head_only", help="comma-separated: full,lora,head_only")
+    p.add_argument(
+        "--configs", default="full,lora,head_only", help="comma-separated: full,lora,head_only"
+    )
     p.add_argument("--epochs", type=int, help="epochs for full and lora (default 3)")
     p.add_argument("--head-epochs", help="comma-separated epochs for head_only (default 3,20)")
     p.add_argument("--max-train-samples", type=int, help="training rows (default 2000)")
@@ -85,17 +87,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lr", action="append", default=[], metavar="CONFIG=LR",
-                   help="override a config's learning rate, e.g. --lr lora=5e-4 (repeatable)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: the cores this process may use, os.sched_getaffinity)")
-    p.add_argument("--out", type=Path, help="write every raw timing, accuracy and the environment here (JSON)")
-    p.add_argument("--quick", action="store_true",
-                   help="smoke test: 200 train / 200 eval examples, 1 epoch everywhere (explicit flags win)")
+    p.add_argument(
+        "--lr",
+        action="append",
+        default=[],
+        metavar="CONFIG=LR",
+        help="override a config's learning rate, e.g. --lr lora=5e-4 (repeatable)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the cores this process may use, os.sched_getaffinity)",
+    )
+    p.add_argument(
+        "--out", type=Path, help="write every raw timing, accuracy and the environment here (JSON)"
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: 200 train / 200 eval examples, 1 epoch everywhere (explicit flags win)",
+    )
     args = p.parse_args(argv)
-    defaults = {"epochs": 3, "head_epochs": "3,20", "max_train_samples": 2000, "max_eval_samples": 1000}
+    defaults = {
+        "epochs": 3,
+        "head_epochs": "3,20",
+        "max_train_samples": 2000,
+        "max_eval_samples": 1000,
+    }
     if args.quick:
-        defaults = {"epochs": 1, "head_epochs": "1", "max_train_samples": 200, "max_eval_samples": 200}
+        defaults = {
+            "epochs": 1,
+            "head_epochs": "1",
+            "max_train_samples": 200,
+            "max_eval_samples": 200,
+        }
     for key, value in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -142,19 +168,33 @@ class TrainerSide:
             sets = {}
             for split in ("train", "test"):
                 frame = getattr(task, split)
-                ds = Dataset.from_dict({"text_a": frame["text_a"].astype(str).tolist(),
-                                        "label": frame["label"].astype(int).tolist()})
+                ds = Dataset.from_dict(
+                    {
+                        "text_a": frame["text_a"].astype(str).tolist(),
+                        "label": frame["label"].astype(int).tolist(),
+                    }
+                )
                 ds = ds.map(
-                    lambda b, padding=padding: tokenizer(b["text_a"], padding=padding, max_length=128,
-                                                         truncation=True),
-                    batched=True, remove_columns=["text_a"],
+                    lambda b, padding=padding: tokenizer(
+                        b["text_a"], padding=padding, max_length=128, truncation=True
+                    ),
+                    batched=True,
+                    remove_columns=["text_a"],
                 )
                 sets[split] = ds
             self.data["pad128" if padding else "dynamic"] = sets
         self.tokenise_seconds = time.perf_counter() - t0
 
-    def run(self, config: str, lr: float, epochs: int, batch_size: int, seed: int, padding: str,
-            threads: int) -> dict[str, Any]:
+    def run(
+        self,
+        config: str,
+        lr: float,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+        padding: str,
+        threads: int,
+    ) -> dict[str, Any]:
         import torch
         from transformers import (
             AutoModelForSequenceClassification,
@@ -172,15 +212,23 @@ class TrainerSide:
         with tempfile.TemporaryDirectory(prefix="vs-trainer-") as tmp:
             t0 = time.perf_counter()
             set_seed(seed)  # run_glue.py seeds before loading the model: the new head is seeded
-            model = AutoModelForSequenceClassification.from_pretrained(self.model_path, num_labels=self.num_labels)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                self.model_path, num_labels=self.num_labels
+            )
             t_loaded = time.perf_counter()
             if config == "lora":
                 from peft import LoraConfig, get_peft_model
 
-                model = get_peft_model(model, LoraConfig(
-                    task_type="SEQ_CLS", r=8, lora_alpha=16, lora_dropout=0.1,
-                    target_modules=["query", "value"],
-                ))
+                model = get_peft_model(
+                    model,
+                    LoraConfig(
+                        task_type="SEQ_CLS",
+                        r=8,
+                        lora_alpha=16,
+                        lora_dropout=0.1,
+                        target_modules=["query", "value"],
+                    ),
+                )
             elif config == "head_only":
                 for name, p in model.named_parameters():
                     p.requires_grad = name.startswith(("classifier.", "bert.pooler."))
@@ -203,8 +251,13 @@ class TrainerSide:
                 disable_tqdm=True,
             )
             collator = DataCollatorWithPadding(self.tokenizer) if padding == "dynamic" else None
-            trainer = Trainer(model=model, args=args, train_dataset=sets["train"],
-                              data_collator=collator, processing_class=self.tokenizer)
+            trainer = Trainer(
+                model=model,
+                args=args,
+                train_dataset=sets["train"],
+                data_collator=collator,
+                processing_class=self.tokenizer,
+            )
             t1 = time.perf_counter()
             train_out = trainer.train()
             t2 = time.perf_counter()
@@ -246,18 +299,29 @@ class PtftSide:
 
         name, params, _ = CONFIGS[config]
         a = self.args
-        return suite_from_dict({
-            "name": "vs-hf-trainer",
-            "tasks": [TASK],
-            "models": [MODEL],
-            "seeds": [a.seed],
-            "strategies": [{"name": name, "params": params, "lrs": [lr]}],
-            "budget": {"epochs": epochs, "batch_size": a.batch_size, "max_length": 128,
-                       "warmup_ratio": 0.06, "weight_decay": 0.01},
-            "data": {"max_train_samples": a.max_train_samples, "max_eval_samples": a.max_eval_samples},
-            "precision": "fp32",
-            "output_dir": self.tmp.name,
-        }, {})
+        return suite_from_dict(
+            {
+                "name": "vs-hf-trainer",
+                "tasks": [TASK],
+                "models": [MODEL],
+                "seeds": [a.seed],
+                "strategies": [{"name": name, "params": params, "lrs": [lr]}],
+                "budget": {
+                    "epochs": epochs,
+                    "batch_size": a.batch_size,
+                    "max_length": 128,
+                    "warmup_ratio": 0.06,
+                    "weight_decay": 0.01,
+                },
+                "data": {
+                    "max_train_samples": a.max_train_samples,
+                    "max_eval_samples": a.max_eval_samples,
+                },
+                "precision": "fp32",
+                "output_dir": self.tmp.name,
+            },
+            {},
+        )
 
     def prepare(self) -> float:
         """Load the task and tokenise it (ptft-bench caches both), outside the timed runs."""
@@ -335,7 +399,9 @@ def _warm_up(model_path: str, tokenizer) -> None:
 
     hf_logging.set_verbosity_error()
     model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
-    batch = tokenizer(["a warm-up sentence"] * 32, padding="max_length", max_length=128, return_tensors="pt")
+    batch = tokenizer(
+        ["a warm-up sentence"] * 32, padding="max_length", max_length=128, return_tensors="pt"
+    )
     out = model(**batch, labels=torch.zeros(32, dtype=torch.long))
     out.loss.backward()
     del model
@@ -370,8 +436,11 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     env = environment_info(threads)
-    print(f"vs_hf_trainer: {TASK}, {MODEL}, {args.max_train_samples} train / {args.max_eval_samples} test, "
-          f"batch {args.batch_size}, {threads} threads, repeats {args.repeats}", flush=True)
+    print(
+        f"vs_hf_trainer: {TASK}, {MODEL}, {args.max_train_samples} train / {args.max_eval_samples} test, "
+        f"batch {args.batch_size}, {threads} threads, repeats {args.repeats}",
+        flush=True,
+    )
 
     # The very rows ptft-bench trains on (same call, same cache) feed the Trainer too.
     task = _task(TASK, None, args.max_train_samples, args.max_eval_samples)
@@ -381,9 +450,12 @@ def main(argv: list[str] | None = None) -> int:
     ptft = PtftSide(args)
     ptft_tokenise = ptft.prepare()
     _warm_up(model_path, tokenizer)
-    print(f"tokenised once (untimed): Trainer {trainer_side.tokenise_seconds:.1f} s, "
-          f"ptft-bench {ptft_tokenise:.1f} s; train rows {len(task.train)}, test rows {len(task.test)}; "
-          f"data fingerprint {task.fingerprint}", flush=True)
+    print(
+        f"tokenised once (untimed): Trainer {trainer_side.tokenise_seconds:.1f} s, "
+        f"ptft-bench {ptft_tokenise:.1f} s; train rows {len(task.train)}, test rows {len(task.test)}; "
+        f"data fingerprint {task.fingerprint}",
+        flush=True,
+    )
 
     raw: list[dict[str, Any]] = []
     for case in cases(args):
@@ -394,36 +466,69 @@ def main(argv: list[str] | None = None) -> int:
                 if side == "ptft_bench":
                     res = ptft.run(case.config, lr, case.epochs)
                 else:
-                    res = trainer_side.run(case.config, lr, case.epochs, args.batch_size, args.seed,
-                                           "pad128" if side == "trainer_pad128" else "dynamic", threads)
+                    res = trainer_side.run(
+                        case.config,
+                        lr,
+                        case.epochs,
+                        args.batch_size,
+                        args.seed,
+                        "pad128" if side == "trainer_pad128" else "dynamic",
+                        threads,
+                    )
                 torch.set_num_threads(threads)
-                res.update(case=case.label, config=case.config, epochs=case.epochs, lr=lr, side=side,
-                           repeat=rep, wall_including_bookkeeping=time.perf_counter() - t_wall)
+                res.update(
+                    case=case.label,
+                    config=case.config,
+                    epochs=case.epochs,
+                    lr=lr,
+                    side=side,
+                    repeat=rep,
+                    wall_including_bookkeeping=time.perf_counter() - t_wall,
+                )
                 raw.append(res)
-                print(f"  {case.label:<13} rep {rep} {side:<16} {res['seconds']:8.1f} s  "
-                      f"acc {_fmt(res['accuracy'], '.4f')}", flush=True)
+                print(
+                    f"  {case.label:<13} rep {rep} {side:<16} {res['seconds']:8.1f} s  "
+                    f"acc {_fmt(res['accuracy'], '.4f')}",
+                    flush=True,
+                )
 
     summary = summarise(raw, cases(args))
     print()
     print(table(summary))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({
-            "what_is_timed": (
-                "wall clock from from_pretrained to test predictions, per fine-tune: Trainer = load + "
-                "strategy + Trainer(...) + trainer.train() + trainer.predict(test); ptft-bench = the "
-                "whole run_one(...) call (load, strategy, train, validation each epoch, best-epoch "
-                "restore, test predictions). Tokenisation once per process, untimed."
-            ),
-            "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
-            "targets": {k: {"vs_pad128": a, "vs_dynamic": b} for k, (a, b) in TARGETS.items()},
-            "tokenise_seconds": {"trainer": trainer_side.tokenise_seconds, "ptft_bench": ptft_tokenise},
-            "data": {"task": TASK, "model": MODEL, "fingerprint": task.fingerprint,
-                     "num_train": len(task.train), "num_test": len(task.test)},
-            "environment": env,
-            "summary": summary,
-            "raw": raw,
-        }, indent=1, default=str))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "what_is_timed": (
+                        "wall clock from from_pretrained to test predictions, per fine-tune: Trainer = load + "
+                        "strategy + Trainer(...) + trainer.train() + trainer.predict(test); ptft-bench = the "
+                        "whole run_one(...) call (load, strategy, train, validation each epoch, best-epoch "
+                        "restore, test predictions). Tokenisation once per process, untimed."
+                    ),
+                    "settings": {k: v for k, v in vars(args).items() if k not in ("out",)},
+                    "targets": {
+                        k: {"vs_pad128": a, "vs_dynamic": b} for k, (a, b) in TARGETS.items()
+                    },
+                    "tokenise_seconds": {
+                        "trainer": trainer_side.tokenise_seconds,
+                        "ptft_bench": ptft_tokenise,
+                    },
+                    "data": {
+                        "task": TASK,
+                        "model": MODEL,
+                        "fingerprint": task.fingerprint,
+                        "num_train": len(task.train),
+                        "num_test": len(task.test),
+                    },
+                    "environment": env,
+                    "summary": summary,
+                    "raw": raw,
+                },
+                indent=1,
+                default=str,
+            )
+        )
         print(f"\nwrote {args.out}")
     return 0
 
@@ -444,30 +549,52 @@ def summarise(raw: list[dict[str, Any]], case_list: list[Case]) -> list[dict[str
         row["target_vs_pad128"], row["target_vs_dynamic"] = target
         row["meets_targets"] = all(
             t is None or (s is not None and s >= t)
-            for s, t in ((row["speedup_vs_pad128"], target[0]), (row["speedup_vs_dynamic"], target[1]))
+            for s, t in (
+                (row["speedup_vs_pad128"], target[0]),
+                (row["speedup_vs_dynamic"], target[1]),
+            )
         )
         out.append(row)
     return out
 
 
 def table(summary: list[dict[str, Any]]) -> str:
-    head = ("config", "Trainer pad-128 s", "Trainer dynamic s", "ptft-bench s", "x vs pad-128",
-            "x vs dynamic", "acc pad-128", "acc dynamic", "acc ptft-bench")
+    head = (
+        "config",
+        "Trainer pad-128 s",
+        "Trainer dynamic s",
+        "ptft-bench s",
+        "x vs pad-128",
+        "x vs dynamic",
+        "acc pad-128",
+        "acc dynamic",
+        "acc ptft-bench",
+    )
     rows = [head]
     for r in summary:
+
         def ratio(key: str, target: float | None, r: dict[str, Any] = r) -> str:
             s = r[key]
             txt = _fmt(s, ".2f") + "x"
             if target is not None:
-                txt += f" (target >={target:g}x {'ok' if s is not None and s >= target else 'MISSED'})"
+                txt += (
+                    f" (target >={target:g}x {'ok' if s is not None and s >= target else 'MISSED'})"
+                )
             return txt
 
-        rows.append((
-            r["case"], _fmt(r["trainer_pad128_seconds"]), _fmt(r["trainer_dynamic_seconds"]),
-            _fmt(r["ptft_bench_seconds"]), ratio("speedup_vs_pad128", r["target_vs_pad128"]),
-            ratio("speedup_vs_dynamic", r["target_vs_dynamic"]), _fmt(r["trainer_pad128_accuracy"], ".4f"),
-            _fmt(r["trainer_dynamic_accuracy"], ".4f"), _fmt(r["ptft_bench_accuracy"], ".4f"),
-        ))
+        rows.append(
+            (
+                r["case"],
+                _fmt(r["trainer_pad128_seconds"]),
+                _fmt(r["trainer_dynamic_seconds"]),
+                _fmt(r["ptft_bench_seconds"]),
+                ratio("speedup_vs_pad128", r["target_vs_pad128"]),
+                ratio("speedup_vs_dynamic", r["target_vs_dynamic"]),
+                _fmt(r["trainer_pad128_accuracy"], ".4f"),
+                _fmt(r["trainer_dynamic_accuracy"], ".4f"),
+                _fmt(r["ptft_bench_accuracy"], ".4f"),
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(head))]
     lines = [" | ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))

@@ -35,7 +35,9 @@ class CachePlan:
     reason: str = ""
 
 
-def plan_cache(model: nn.Module, trainable: set[str], changes_trainable_set: bool) -> CachePlan | str:
+def plan_cache(
+    model: nn.Module, trainable: set[str], changes_trainable_set: bool
+) -> CachePlan | str:
     """A `CachePlan`, or the reason why caching does not apply."""
     if changes_trainable_set:
         return "the strategy unfreezes layers during training"
@@ -102,8 +104,13 @@ class FrozenPrefixCache:
         self.nbytes = 0
 
     @torch.no_grad()
-    def build(self, encoded: dict[str, D.EncodedSplit], pad_id: int, batch_size: int,
-              dtype: torch.dtype = torch.float32) -> None:
+    def build(
+        self,
+        encoded: dict[str, D.EncodedSplit],
+        pad_id: int,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         """Run embeddings + blocks[:f] once per example in eval mode."""
         f = self.plan.first_trainable_block
         was_training = self.model.training
@@ -170,8 +177,9 @@ def estimate_bytes(encoded: dict[str, D.EncodedSplit], hidden: int, itemsize: in
 
 
 @torch.no_grad()
-def max_logit_difference(cache: FrozenPrefixCache, split: D.EncodedSplit, name: str, pad_id: int,
-                         n: int = 16) -> float:
+def max_logit_difference(
+    cache: FrozenPrefixCache, split: D.EncodedSplit, name: str, pad_id: int, n: int = 16
+) -> float:
     """Eval-mode logits with and without the cache on the first `n` examples of a split.
 
     Infinite when the cached forward fails: e.g. DeBERTa-v2's encoder cannot run zero blocks.

@@ -53,14 +53,18 @@ def _ints(value: str) -> list[int]:
     try:
         return [int(v) for v in _csv(value)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {value!r}"
+        ) from None
 
 
 def _floats(value: str) -> list[float]:
     try:
         return [float(v) for v in _csv(value)]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {value!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {value!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,21 +75,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="train every strategy of a suite and record the results")
-    run.add_argument("--suite", default="quick", help="bundled suite name or path to a .toml file (default: quick)")
+    run.add_argument(
+        "--suite",
+        default="quick",
+        help="bundled suite name or path to a .toml file (default: quick)",
+    )
     run.add_argument("--tasks", type=_tasks, help="comma-separated task names (override the suite)")
-    run.add_argument("--strategies", nargs="+", metavar="NAME[:k=v,...]",
-                     help="strategies to run: the suite's variants of these names, or e.g. lora:r=16,alpha=32")
+    run.add_argument(
+        "--strategies",
+        nargs="+",
+        metavar="NAME[:k=v,...]",
+        help="strategies to run: the suite's variants of these names, or e.g. lora:r=16,alpha=32",
+    )
     run.add_argument("--lrs", type=_floats, help="comma-separated learning rates for every variant")
     run.add_argument("--seeds", type=_ints, help="comma-separated seeds")
-    run.add_argument("--model", "--models", dest="models", type=_csv,
-                     help="model spec(s): minilm-l6, a local folder, or a hub id (needs PTFT_ONLINE=1)")
+    run.add_argument(
+        "--model",
+        "--models",
+        dest="models",
+        type=_csv,
+        help="model spec(s): minilm-l6, a local folder, or a hub id (needs PTFT_ONLINE=1)",
+    )
     run.add_argument("--epochs", type=int)
     run.add_argument("--max-steps", type=int)
     run.add_argument("--batch-size", type=int)
     run.add_argument("--max-length", type=int)
     run.add_argument("--max-train-samples", type=int)
     run.add_argument("--max-eval-samples", type=int)
-    run.add_argument("--data-dir", help="GLUE folder in the glue_data/ layout (e.g. ../shared/data/glue)")
+    run.add_argument(
+        "--data-dir", help="GLUE folder in the glue_data/ layout (e.g. ../shared/data/glue)"
+    )
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     run.add_argument("--out", help="run folder (default runs/<suite>)")
     run.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
@@ -95,12 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
     ls = sub.add_parser("list", help="show strategies, tasks and suites")
-    ls.add_argument("what", nargs="?", choices=["strategies", "tasks", "suites", "all"], default="all")
+    ls.add_argument(
+        "what", nargs="?", choices=["strategies", "tasks", "suites", "all"], default="all"
+    )
 
     rep = sub.add_parser("report", help="write the report of one or more run folders")
     rep.add_argument("run_dirs", nargs="+", type=Path)
     rep.add_argument("--out", type=Path, help="output folder (default RUN_DIR/report)")
-    rep.add_argument("--format", default="md,html,csv", type=_csv, help="comma-separated: md,html,csv")
+    rep.add_argument(
+        "--format", default="md,html,csv", type=_csv, help="comma-separated: md,html,csv"
+    )
 
     pre = sub.add_parser("pretrain", help="masked-LM / causal-LM (continued) pretraining")
     try:
@@ -126,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ptft-bench: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ptft-bench: interrupted; finished runs are saved, run again to resume", file=sys.stderr)
+        print(
+            "ptft-bench: interrupted; finished runs are saved, run again to resume", file=sys.stderr
+        )
         return 130
 
 
@@ -159,15 +184,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         todo = {s.run_id for s in pending(specs, RunStore(suite.out), args.retry_failed)}
         for s in specs:
             mark = "todo" if s.run_id in todo else "done"
-            print(f"{mark}  {s.run_id}  {s.task}  {s.model}  {s.variant.label()}  lr={s.lr:g}  seed={s.seed}")
+            print(
+                f"{mark}  {s.run_id}  {s.task}  {s.model}  {s.variant.label()}  lr={s.lr:g}  seed={s.seed}"
+            )
         print(f"{len(specs)} runs, {len(todo)} to do, output {suite.out}")
         return 0
     from ptft_bench.sweep import run_suite
 
-    res = run_suite(suite, retry_failed=args.retry_failed, shard_spec=args.shard,
-                    progress=not args.quiet, write_report=not args.no_report)
-    print(f"suite {suite.name}: {res.planned} runs planned, {res.skipped} already done, "
-          f"{res.ok} ok, {res.failed} failed, {res.seconds:.0f} s; records in {res.out / 'records'}")
+    res = run_suite(
+        suite,
+        retry_failed=args.retry_failed,
+        shard_spec=args.shard,
+        progress=not args.quiet,
+        write_report=not args.no_report,
+    )
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:  # one summary, from the process that wrote records
+        return 0
+    print(
+        f"suite {suite.name}: {res.planned} runs planned, {res.skipped} already done, "
+        f"{res.ok} ok, {res.failed} failed, {res.seconds:.0f} s; records in {res.out / 'records'}"
+    )
     _print_summary(res.out)
     return 0
 
@@ -190,7 +228,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     for d in args.run_dirs:
         if not (d / "records").is_dir():
-            raise UserError(f"{d} has no records/ folder: pass a folder written by `ptft-bench run`")
+            raise UserError(
+                f"{d} has no records/ folder: pass a folder written by `ptft-bench run`"
+            )
     bad = sorted(set(args.format) - {"md", "html", "csv"})
     if bad:
         raise UserError(f"--format {','.join(bad)}: allowed formats are md, html, csv")

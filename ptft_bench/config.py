@@ -120,7 +120,9 @@ def load_suite(name_or_path: str, overrides: dict[str, Any] | None = None) -> Su
     return suite_from_dict(raw, overrides or {}, where=str(path))
 
 
-def suite_from_dict(raw: dict[str, Any], overrides: dict[str, Any], where: str = "suite") -> SuiteConfig:
+def suite_from_dict(
+    raw: dict[str, Any], overrides: dict[str, Any], where: str = "suite"
+) -> SuiteConfig:
     raw = dict(raw)
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
@@ -167,7 +169,9 @@ def _variant(entry: Any, where: str) -> StrategyVariant:
     lrs = entry.get("lrs")
     if lrs is not None and (not lrs or any(not isinstance(x, (int, float)) or x <= 0 for x in lrs)):
         raise UserError(f"{where}: lrs of {entry['name']} must be positive numbers, got {lrs}")
-    return StrategyVariant(entry["name"], dict(entry.get("params", {})), lrs and [float(x) for x in lrs])
+    return StrategyVariant(
+        entry["name"], dict(entry.get("params", {})), lrs and [float(x) for x in lrs]
+    )
 
 
 def select_strategies(suite_entries: list[Any], names: list[str]) -> list[Any]:
@@ -186,8 +190,6 @@ def select_strategies(suite_entries: list[Any], names: list[str]) -> list[Any]:
                 params[k.strip()] = v.strip()
             out.append({"name": name, "params": params})
             continue
-        matches = [
-            e for e in suite_entries if (e if isinstance(e, str) else e.get("name")) == item
-        ]
+        matches = [e for e in suite_entries if (e if isinstance(e, str) else e.get("name")) == item]
         out.extend(matches or [item])
     return out

@@ -31,7 +31,9 @@ def unique_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
 class ParamCounts:
     trainable: int
     total: int
-    trainable_head: int  # the task head's share of `trainable` (papers disagree whether to count it)
+    trainable_head: (
+        int  # the task head's share of `trainable` (papers disagree whether to count it)
+    )
 
 
 def count_params(model: nn.Module, trainable_names: set[str] | None = None) -> ParamCounts:
@@ -151,7 +153,6 @@ def flops_model(model: nn.Module, trainable_names: set[str] | None = None) -> Fl
 
 def train_flops_per_token(fm: FlopsModel, seq_len: float, first_cached_layer: int = 0) -> float:
     """FLOPs per training token; `first_cached_layer` = number of bottom blocks served from cache."""
-    L = len(fm.per_layer)
     attn = 4 * seq_len * fm.hidden  # QK^T and AV, 2 FLOPs per multiply-add
     fwd = 2 * fm.head
     fwd += sum(2 * n + attn for n in fm.per_layer[first_cached_layer:])

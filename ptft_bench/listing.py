@@ -34,8 +34,10 @@ def _tasks() -> None:
         kind = "regression" if spec.is_regression else f"{spec.num_labels} classes"
         texts = " + ".join(spec.text_columns)
         src = getattr(spec, "source_help", "") or getattr(spec, "description", "")
-        print(f"  {spec.name:<16} {texts:<24} {kind:<11} metrics: {', '.join(spec.metrics)} "
-              f"(primary {spec.primary_metric})")
+        print(
+            f"  {spec.name:<16} {texts:<24} {kind:<11} metrics: {', '.join(spec.metrics)} "
+            f"(primary {spec.primary_metric})"
+        )
         if src:
             print(f"      data: {src}")
     print("  custom tasks: a CSV / TSV / JSON-lines file, see README (Tasks)")

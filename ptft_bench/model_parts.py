@@ -66,7 +66,9 @@ def find_parts(model: nn.Module) -> ModelParts:
 
     lists = [(n, m) for n, m in backbone.named_modules() if isinstance(m, nn.ModuleList)]
     if not lists:
-        raise ValueError(f"no transformer blocks (nn.ModuleList) found in {type(backbone).__name__}")
+        raise ValueError(
+            f"no transformer blocks (nn.ModuleList) found in {type(backbone).__name__}"
+        )
     list_name, blocks = max(lists, key=lambda nm: len(nm[1]))
     blocks_prefix = f"{backbone_name}.{list_name}"
 
@@ -84,7 +86,7 @@ def find_parts(model: nn.Module) -> ModelParts:
         if "pool" in child_name:
             pooler = (f"{backbone_name}.{child_name}", child)
     head = {}
-    for child_name, child in task_model.named_children():
+    for child in task_model.children():
         if child is backbone or not any(True for _ in child.parameters()):
             continue
         head[names[id(child)]] = child

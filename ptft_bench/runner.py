@@ -11,7 +11,7 @@ import subprocess
 import sys
 import traceback
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -91,13 +91,25 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
                 for lr in lrs:
                     for seed in suite.seeds:
                         specs.append(
-                            RunSpec(task, model, variant, params, float(lr), int(seed),
-                                    suite.name, budget, data, suite.precision)
+                            RunSpec(
+                                task,
+                                model,
+                                variant,
+                                params,
+                                float(lr),
+                                int(seed),
+                                suite.name,
+                                budget,
+                                data,
+                                suite.precision,
+                            )
                         )
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise UserError(f"the suite lists the same run twice ({dup[0]}): remove the duplicate variant")
+        raise UserError(
+            f"the suite lists the same run twice ({dup[0]}): remove the duplicate variant"
+        )
     return specs
 
 
@@ -117,8 +129,11 @@ def shard(specs: list[RunSpec], shard_spec: str | None) -> list[RunSpec]:
 def git_commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-            text=True, timeout=5,
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
@@ -132,7 +147,11 @@ def environment(accelerator, precision: str) -> dict[str, Any]:
     import transformers
 
     dev = accelerator.device
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or platform.machine()
+    name = (
+        torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -150,10 +169,12 @@ def environment(accelerator, precision: str) -> dict[str, Any]:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def failed_record(spec: RunSpec, error: BaseException, env: dict[str, Any], started: str) -> dict[str, Any]:
+def failed_record(
+    spec: RunSpec, error: BaseException, env: dict[str, Any], started: str
+) -> dict[str, Any]:
     msg = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
     return {
         **base_record(spec, env),

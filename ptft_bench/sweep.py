@@ -18,7 +18,16 @@ from ptft_bench.data import encode_task, padding_share
 from ptft_bench.errors import UserError
 from ptft_bench.models import load_classifier, load_tokenizer
 from ptft_bench.registry import get_strategy
-from ptft_bench.runner import RunSpec, base_record, environment, expand, failed_record, now, pending, shard
+from ptft_bench.runner import (
+    RunSpec,
+    base_record,
+    environment,
+    expand,
+    failed_record,
+    now,
+    pending,
+    shard,
+)
 from ptft_bench.store import RunStore
 from ptft_bench.train import Budget, fit
 
@@ -37,7 +46,9 @@ class SweepResult:
 def _task(name: str, data_dir: str | None, max_train: int | None, max_eval: int | None):
     from ptft_bench.tasks import load_task
 
-    return load_task(name, data_dir=data_dir, max_train_samples=max_train, max_eval_samples=max_eval)
+    return load_task(
+        name, data_dir=data_dir, max_train_samples=max_train, max_eval_samples=max_eval
+    )
 
 
 @lru_cache(maxsize=4)
@@ -50,7 +61,9 @@ def make_accelerator(precision: str):
     from accelerate import Accelerator
 
     if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        precision = (
+            "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        )
     if torch.cuda.is_available():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -75,14 +88,18 @@ def run_suite(
     for model in suite.models:
         _tokenizer(model)
     accelerator, precision = make_accelerator(suite.precision)
-    store.clean_temporaries()
-    if accelerator.is_main_process:
+    if accelerator.is_main_process:  # only the writer cleans its own leftovers
+        store.clean_temporaries()
         store.write_plan(suite.name, [s.plan_entry() for s in specs])
     todo = pending(specs, store, retry_failed)
     env = environment(accelerator, precision)
     ok = failed = 0
-    outer = tqdm(todo, desc=f"suite {suite.name}", disable=not (progress and accelerator.is_main_process),
-                 dynamic_ncols=True)
+    outer = tqdm(
+        todo,
+        desc=f"suite {suite.name}",
+        disable=not (progress and accelerator.is_main_process),
+        dynamic_ncols=True,
+    )
     for spec in outer:
         outer.set_postfix_str(f"{spec.task} {spec.variant.label()} lr={spec.lr:g} seed={spec.seed}")
         started = now()
@@ -104,8 +121,9 @@ def run_suite(
         accelerator.wait_for_everyone()
         accelerator.free_memory()
         gc.collect()
-    result = SweepResult(suite.out, len(specs), len(specs) - len(todo), ok, failed,
-                         time.perf_counter() - t_start)
+    result = SweepResult(
+        suite.out, len(specs), len(specs) - len(todo), ok, failed, time.perf_counter() - t_start
+    )
     if write_report and accelerator.is_main_process:
         _write_report(suite.out)
     return result
@@ -119,10 +137,14 @@ def _write_report(out: Path) -> None:
     write_report([out], out / "report")
 
 
-def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any], progress: bool) -> dict[str, Any]:
+def run_one(
+    spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any], progress: bool
+) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
-    task = _task(spec.task, suite.data.data_dir, suite.data.max_train_samples, suite.data.max_eval_samples)
+    task = _task(
+        spec.task, suite.data.data_dir, suite.data.max_train_samples, suite.data.max_eval_samples
+    )
     tokenizer = _tokenizer(spec.model)
     budget = Budget(**spec.budget)
     encoded = encode_task(task, tokenizer, budget.max_length)
@@ -144,10 +166,18 @@ def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any],
 
     callbacks = strategy.callbacks()
     with cost.PeakMemory(accelerator.device) as mem:
-        cache, cache_info = _maybe_cache(model, trainable, callbacks, encoded, budget, pad_id,
-                                         accelerator)
+        cache, cache_info = _maybe_cache(
+            model, trainable, callbacks, encoded, budget, pad_id, accelerator
+        )
         result = fit(
-            model, groups, encoded, task.spec, budget, spec.seed, accelerator, pad_id,
+            model,
+            groups,
+            encoded,
+            task.spec,
+            budget,
+            spec.seed,
+            accelerator,
+            pad_id,
             callbacks=callbacks,
             get_state=lambda: strategy.trainable_state_dict(model),
             set_state=lambda s: strategy.load_trainable_state_dict(model, s),
@@ -163,7 +193,8 @@ def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any],
     flops = cost.train_flops_per_token(fm, mean_len, first_cached) * result.padded_positions
     if cache is not None:  # one forward pass of the cached blocks over the training tokens
         flops += cost.prefix_forward_flops(fm, mean_len, first_cached) * float(
-            encoded["train"].lengths.sum())
+            encoded["train"].lengths.sum()
+        )
     peak, peak_source = cost.peak_flops_per_second(accelerator.device)
     achieved = flops / result.train_seconds if result.train_seconds else None
     lengths = encoded["train"].lengths
@@ -190,9 +221,15 @@ def run_one(spec: RunSpec, suite: SuiteConfig, accelerator, env: dict[str, Any],
         "total_params": counts.total,
         "train_seconds": result.train_seconds,
         "eval_seconds": result.eval_seconds,
-        "train_samples_per_second": result.train_samples / result.train_seconds if result.train_seconds else None,
-        "train_tokens_per_second": result.train_tokens / result.train_seconds if result.train_seconds else None,
-        "padding_share": 1 - result.train_tokens / result.padded_positions if result.padded_positions else 0.0,
+        "train_samples_per_second": result.train_samples / result.train_seconds
+        if result.train_seconds
+        else None,
+        "train_tokens_per_second": result.train_tokens / result.train_seconds
+        if result.train_seconds
+        else None,
+        "padding_share": 1 - result.train_tokens / result.padded_positions
+        if result.padded_positions
+        else 0.0,
         "peak_memory_bytes": mem.peak,
         "checkpoint_bytes": ckpt,
         "train_flops": flops,

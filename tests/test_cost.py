@@ -8,9 +8,16 @@ from ptft_bench import cost
 
 
 def tiny_bert(hidden=4, inter=8, layers=2, labels=2, vocab=10):
-    cfg = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,
-                     num_attention_heads=1, intermediate_size=inter, max_position_embeddings=16,
-                     type_vocab_size=2, num_labels=labels)
+    cfg = BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=1,
+        intermediate_size=inter,
+        max_position_embeddings=16,
+        type_vocab_size=2,
+        num_labels=labels,
+    )
     torch.manual_seed(0)
     return AutoModelForSequenceClassification.from_config(cfg)
 

@@ -35,13 +35,26 @@ def _gloo_available() -> bool:
         return False
 
 
-pytestmark = pytest.mark.skipif(not _gloo_available(), reason="torch.distributed with gloo is not available")
+pytestmark = pytest.mark.skipif(
+    not _gloo_available(), reason="torch.distributed with gloo is not available"
+)
 
 
 def _run_args(model: Path, csv: Path, out: Path) -> list[str]:
     return [
-        "run", "--model", str(model), "--tasks", f"csv:{csv}?text=review&label=sentiment",
-        "--out", str(out), "--epochs", "1", "--strategies", "full", "--no-report", "--quiet",
+        "run",
+        "--model",
+        str(model),
+        "--tasks",
+        f"csv:{csv}?text=review&label=sentiment",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--strategies",
+        "full",
+        "--no-report",
+        "--quiet",
     ]
 
 
@@ -79,17 +92,38 @@ def test_two_process_cpu_run_matches_single_process(tmp_path, monkeypatch):
     env.pop("ACCELERATE_CONFIG_FILE", None)
     multi = tmp_path / "multi"
     cmd = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", "0",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "0",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
         # An empty config file: a user's ~/.cache/huggingface/accelerate/default_config.yaml
         # must not change what this test launches.
-        "--config_file", str(_empty_accelerate_config(tmp_path)),
-        "-m", "ptft_bench", *_run_args(model, csv, multi),
+        "--config_file",
+        str(_empty_accelerate_config(tmp_path)),
+        "-m",
+        "ptft_bench",
+        *_run_args(model, csv, multi),
     ]
     # Own process group: on a timeout the launcher *and* its two workers are killed.
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:  # a deadlock between the processes
