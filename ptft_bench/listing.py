@@ -22,7 +22,10 @@ def _strategies() -> None:
         lrs = ", ".join(f"{x:g}" for x in info.default_lrs)
         print(f"  {info.name:<20} [{info.family}] {info.description}  (default lrs: {lrs})")
         for p in info.params:
-            print(f"      {p.name} ({p.type}, default {p.default!r}): {p.help}")
+            if p.name == "...":
+                print(f"      ... {p.help}")
+            else:
+                print(f"      {p.name} ({p.type}, default {p.default!r}): {p.help}")
     print()
 
 

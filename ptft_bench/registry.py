@@ -94,6 +94,14 @@ class Strategy:
                 params[n].copy_(t)
 
     # -- description ---------------------------------------------------------------------------
+    @classmethod
+    def param_info(cls) -> list[ParamInfo]:
+        """The parameters `ptft-bench list` shows (default: the config dataclass's fields)."""
+        return [
+            ParamInfo(f.name, _type_name(f.type), _default(f), f.metadata.get("help", ""))
+            for f in dataclasses.fields(cls.config_class)
+        ]
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "params": dataclasses.asdict(self.config)}
 
@@ -168,10 +176,7 @@ def list_strategies() -> list[StrategyInfo]:
     out = []
     for name in sorted(_REGISTRY):
         cls = _REGISTRY[name]
-        params = [
-            ParamInfo(f.name, _type_name(f.type), _default(f), f.metadata.get("help", ""))
-            for f in dataclasses.fields(cls.config_class)
-        ]
+        params = cls.param_info()
         out.append(StrategyInfo(name, cls.family, cls.description, params, cls.default_lrs))
     return out
 

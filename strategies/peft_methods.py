@@ -26,7 +26,7 @@ from torch import nn
 
 from ptft_bench.callbacks import TrainCallback, TrainState
 from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, _coerce, register_strategy
+from ptft_bench.registry import ParamInfo, Strategy, _coerce, register_strategy
 
 # Roles a `targets` entry may name; anything else is passed to peft as a module-name suffix.
 ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
@@ -200,6 +200,32 @@ class PeftStrategy(Strategy):
             params["method"] = self.method
         super().__init__(**params, options=options)
         self.total_steps: int | None = None
+
+    @classmethod
+    def param_info(cls) -> list[ParamInfo]:
+        """Shortcuts show their own defaults and peft's config class, not the generic fields."""
+        if cls.method is None:
+            return super().param_info()
+        from peft import PromptLearningConfig
+
+        info = []
+        if not issubclass(peft_config_class(cls.method), PromptLearningConfig):
+            info.append(
+                ParamInfo(
+                    "targets",
+                    "list[str]",
+                    list(cls.default_targets),
+                    "modules to "
+                    "adapt (roles query, key, value, attn_out, ffn_in, ffn_out, "
+                    "or 'all-linear')",
+                )
+            )
+        info += [
+            ParamInfo(k, type(v).__name__, v, "peft config field") for k, v in cls.defaults.items()
+        ]
+        cfg = peft_config_class(cls.method).__name__
+        info.append(ParamInfo("...", "", None, f"any other field of peft.{cfg}"))
+        return info
 
     # -- optional hooks -----------------------------------------------------------------------
     @classmethod
