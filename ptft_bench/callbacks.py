@@ -24,6 +24,8 @@ class TrainState:
     steps_per_epoch: int = 0
     total_steps: int = 0
     logs: dict[str, Any] | None = None
+    batch_positions: int = 0  # positions (tokens + padding) of the step just taken, all processes
+    batch_width: int = 0  # padded sequence length of that step's batch
 
 
 class TrainCallback:

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ptft_bench.callbacks import TrainCallback, TrainState
 from ptft_bench.model_parts import find_parts
 
 
@@ -226,3 +227,34 @@ def cpu_peak_flops(size: int = 1024, repeats: int = 8) -> float:
     except OSError:
         pass
     return peak
+
+
+class FlopsMeter(TrainCallback):
+    """Adds up training FLOPs step by step, with the trainable set in force at each step.
+
+    Strategies that unfreeze layers during training (gradual unfreezing) pay for the backward
+    pass through a layer only once it trains; a single estimate from the final trainable set
+    would overcount their early steps. Put the meter first among the callbacks, so it sees the
+    set that the step used before a strategy's callback changes it.
+    """
+
+    def __init__(self, model: nn.Module, trainable: set[str] | None, first_cached_layer: int = 0):
+        self.model = model
+        self.first_cached_layer = first_cached_layer
+        self._params = [p for _, p in unique_params(model)]
+        # the set the strategy trains now (gradual unfreezing: its currently unfrozen part)
+        self._fm = flops_model(model)
+        self._signature = self._current()
+        self.total = 0.0
+        del trainable
+
+    def _current(self) -> tuple[bool, ...]:
+        return tuple(p.requires_grad for p in self._params)
+
+    def on_step_end(self, state: TrainState) -> None:
+        sig = self._current()
+        if sig != self._signature:  # only strategies that unfreeze (never with the cache)
+            self._fm = flops_model(self.model)
+            self._signature = sig
+        per_token = train_flops_per_token(self._fm, state.batch_width, self.first_cached_layer)
+        self.total += per_token * state.batch_positions

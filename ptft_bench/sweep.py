@@ -169,6 +169,9 @@ def run_one(
         cache, cache_info = _maybe_cache(
             model, trainable, callbacks, encoded, budget, pad_id, accelerator
         )
+        first_cached = cache_info.get("first_trainable_block", 0) if cache is not None else 0
+        meter = cost.FlopsMeter(model, trainable, first_cached)  # before the cache's surgery
+
         result = fit(
             model,
             groups,
@@ -178,7 +181,7 @@ def run_one(
             spec.seed,
             accelerator,
             pad_id,
-            callbacks=callbacks,
+            callbacks=[meter, *callbacks],
             get_state=lambda: strategy.trainable_state_dict(model),
             set_state=lambda s: strategy.load_trainable_state_dict(model, s),
             progress=progress,
@@ -189,8 +192,7 @@ def run_one(
     result.train_seconds += cache_info.get("build_seconds", 0.0)
     ckpt = cost.checkpoint_bytes(strategy.trainable_state_dict(model))
     mean_len = result.padded_positions / max(result.train_samples, 1)
-    first_cached = cache_info.get("first_trainable_block", 0) if cache is not None else 0
-    flops = cost.train_flops_per_token(fm, mean_len, first_cached) * result.padded_positions
+    flops = meter.total
     if cache is not None:  # one forward pass of the cached blocks over the training tokens
         flops += cost.prefix_forward_flops(fm, mean_len, first_cached) * float(
             encoded["train"].lengths.sum()

@@ -271,6 +271,8 @@ def _fit_loop(
             scheduler.step()
             step += 1
             state.global_step = step
+            state.batch_width = int(lengths[b].max())
+            state.batch_positions = state.batch_width * len(b) * world
             for cb in callbacks:  # before zero_grad: AdaLoRA's rank allocation reads the gradients
                 cb.on_step_end(state)
             optimizer.zero_grad(set_to_none=True)

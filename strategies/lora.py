@@ -46,6 +46,7 @@ class LoraParams:
 @register_strategy("lora")
 class LoraStrategy(PeftStrategy):
     description = "LoRA: low-rank updates of the attention query/value projections, + head."
+    family = "lora"
     config_class = LoraParams
     # Hu et al. 2021 (RoBERTa-base GLUE) used 4e-4..5e-4; peft's examples 1e-3.
     default_lrs = (5e-4, 1e-3)

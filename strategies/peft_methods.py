@@ -359,9 +359,24 @@ class GenericPeft(PeftStrategy):
     description = "Any peft method by name (method=...), with its own config fields, + head."
 
 
+# Report colour groups: weight-update reparametrisations, soft prompts, activation scaling.
+_FAMILY = {
+    "prompt_tuning": "prompt",
+    "p_tuning": "prompt",
+    "prefix_tuning": "prompt",
+    "ia3": "scaling",
+    "vera": "lora",
+    "adalora": "lora",
+    "loha": "lora",
+    "lokr": "lora",
+    "oft": "lora",
+}
+
+
 def _shortcut(method: str, desc: str, lrs: tuple[float, ...], **defaults: Any) -> None:
     """Register peft `method` under its own name with our defaults (a variant is a config delta)."""
     attrs = {
+        "family": _FAMILY.get(method, "peft"),
         "description": desc,
         "__doc__": desc,
         "method": method,

@@ -92,3 +92,22 @@ def test_cpu_peak_probe_is_cached(tmp_path, monkeypatch):
     a = cost.cpu_peak_flops(size=128, repeats=2)
     assert a > 1e6
     assert cost.cpu_peak_flops(size=128, repeats=2) == a  # second call reads the cache
+
+
+def test_flops_meter_follows_the_trainable_set_step_by_step():
+    from ptft_bench.callbacks import TrainState
+
+    m = tiny_bert()
+    for n, p in m.named_parameters():
+        p.requires_grad_(n.startswith(("classifier", "bert.pooler")))
+    meter = cost.FlopsMeter(m, None)
+    st = TrainState(m, None, batch_positions=100, batch_width=10)
+    meter.on_step_end(st)
+    assert meter.total == 100 * (880 + 96)  # head only: see the hand-checked case above
+    for n, p in m.named_parameters():  # a callback unfreezes the last block
+        if n.startswith("bert.encoder.layer.1."):
+            p.requires_grad_(True)
+    meter.on_step_end(st)
+    attn = 4 * 10 * 4
+    top1 = 880 + 2 * 24 + (2 * 128 + 2 * attn) + 2 * (128 + 24)
+    assert meter.total == 100 * (880 + 96) + 100 * top1

@@ -36,6 +36,7 @@ plt.rcParams.update(
 )
 
 Style = dict[str, dict[str, Any]]
+LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
 
 
 def variant_styles(lb: pd.DataFrame) -> Style:
@@ -47,7 +48,13 @@ def variant_styles(lb: pd.DataFrame) -> Style:
     for fam in fams:
         variants = sorted(lb.loc[lb["strategy_family"] == fam, "variant"].unique())
         for j, v in enumerate(variants):
-            styles[v] = {"color": colour[fam], "marker": MARKERS[j % len(MARKERS)], "family": fam}
+            styles[v] = {
+                "color": colour[fam],
+                "marker": MARKERS[j % len(MARKERS)],
+                # lines of one family share a colour: dash patterns tell them apart
+                "linestyle": LINESTYLES[j % len(LINESTYLES)],
+                "family": fam,
+            }
     return styles
 
 
@@ -177,7 +184,8 @@ def learning_curves(
         if len(loss):
             # Per-step loss is noisy; a short moving average keeps the trend readable in print.
             smooth = loss.rolling(max(1, len(loss) // 25), center=True, min_periods=1).mean()
-            ax_l.plot(smooth.index, smooth.values, color=st["color"], lw=1.2, label=r["variant"])
+            ax_l.plot(smooth.index, smooth.values, color=st["color"], lw=1.2,
+                      ls=st.get("linestyle", "-"), label=r["variant"])
             drawn = True
         if len(val):
             ax_v.plot(
@@ -187,6 +195,7 @@ def learning_curves(
                 marker=st["marker"],
                 ms=4,
                 lw=1.2,
+                ls=st.get("linestyle", "-"),
                 label=r["variant"],
             )
             drawn = True
