@@ -79,14 +79,16 @@ class PeakMemory:
         self.device = device
         self.interval = interval
         self.peak = 0
+        self.baseline = 0  # memory in use when measuring started (model loaded, not yet trained)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
+            self.baseline = int(torch.cuda.memory_allocated(self.device))
         else:
-            self.peak = _rss_bytes()
+            self.peak = self.baseline = _rss_bytes()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self

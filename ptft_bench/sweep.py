@@ -120,7 +120,7 @@ def run_suite(
             store.write(record)
         accelerator.wait_for_everyone()
         accelerator.free_memory()
-        gc.collect()
+        release_memory()
     result = SweepResult(
         suite.out, len(specs), len(specs) - len(todo), ok, failed, time.perf_counter() - t_start
     )
@@ -233,6 +233,7 @@ def run_one(
         if result.padded_positions
         else 0.0,
         "peak_memory_bytes": mem.peak,
+        "memory_at_start_bytes": mem.baseline,
         "checkpoint_bytes": ckpt,
         "train_flops": flops,
         "achieved_flops_per_second": achieved,
@@ -281,3 +282,18 @@ def _maybe_cache(model, trainable, callbacks, encoded, budget, pad_id, accelerat
         "build_seconds": time.perf_counter() - t0,
         "semantics": "frozen layers computed once in eval mode (no dropout)",
     }
+
+
+def release_memory() -> None:
+    """Return freed memory to the OS between runs.
+
+    CPU peak memory is the process's resident set sampled during a run; glibc keeps freed heap
+    pages, so without this a run would be charged for what earlier runs of the sweep left behind.
+    """
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        pass
