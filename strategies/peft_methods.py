@@ -204,7 +204,7 @@ class PeftStrategy(Strategy):
     @classmethod
     def param_info(cls) -> list[ParamInfo]:
         """Shortcuts show their own defaults and peft's config class, not the generic fields."""
-        if cls.method is None:
+        if cls.method is None or cls.config_class is not PeftParams:  # generic peft; lora
             return super().param_info()
         from peft import PromptLearningConfig
 
