@@ -184,8 +184,14 @@ def learning_curves(
         if len(loss):
             # Per-step loss is noisy; a short moving average keeps the trend readable in print.
             smooth = loss.rolling(max(1, len(loss) // 25), center=True, min_periods=1).mean()
-            ax_l.plot(smooth.index, smooth.values, color=st["color"], lw=1.2,
-                      ls=st.get("linestyle", "-"), label=r["variant"])
+            ax_l.plot(
+                smooth.index,
+                smooth.values,
+                color=st["color"],
+                lw=1.2,
+                ls=st.get("linestyle", "-"),
+                label=r["variant"],
+            )
             drawn = True
         if len(val):
             ax_v.plot(
