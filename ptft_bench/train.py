@@ -174,170 +174,172 @@ def fit(
     if cache is not None:  # the strategy's state uses the model's original parameter names
         get_state, set_state = cache.wrap(get_state), cache.wrap(set_state)
         cache.install()
+    loop = _Loop(
+        model,
+        optimizer,
+        scheduler,
+        base,
+        encoded,
+        spec,
+        budget,
+        seed,
+        accelerator,
+        pad_id,
+        list(callbacks),
+        get_state,
+        set_state,
+        cache,
+        steps_per_epoch,
+        total_steps,
+    )
     try:
-        return _fit_loop(
-            model,
-            optimizer,
-            scheduler,
-            base,
-            encoded,
-            spec,
-            budget,
-            seed,
-            accelerator,
-            pad_id,
-            callbacks,
-            get_state,
-            set_state,
-            progress,
-            desc,
-            cache,
-            steps_per_epoch,
-            total_steps,
-            epochs,
-        )
+        return loop.run(epochs, progress, desc)
     finally:
         if cache is not None:
             cache.uninstall()
 
 
-def _fit_loop(
-    model,
-    optimizer,
-    scheduler,
-    base,
-    encoded,
-    spec,
-    budget,
-    seed,
-    accelerator,
-    pad_id,
-    callbacks,
-    get_state,
-    set_state,
-    progress,
-    desc,
-    cache,
-    steps_per_epoch,
-    total_steps,
-    epochs,
-) -> FitResult:
-    train, val = encoded["train"], encoded["validation"]
-    world = accelerator.num_processes
-    params = [p for g in optimizer.param_groups for p in g["params"]]
+@dataclass
+class _Loop:
+    """The state of one `fit`: epochs of training, validation with best-state keeping, test."""
 
-    state = TrainState(base, optimizer, 0, 0, steps_per_epoch, total_steps)
-    for cb in callbacks:
-        cb.on_train_begin(state)
-    history: list[dict[str, Any]] = []
-    result = FitResult({}, {}, 0, history)
-    best_score, best_state, best_val, bad_epochs = -math.inf, None, {}, 0
-    lengths = train.lengths
-    bar = tqdm(
-        total=total_steps,
-        desc=desc,
-        disable=not (progress and accelerator.is_main_process),
-        leave=False,
-        dynamic_ncols=True,
-    )
-    step, running, running_n = 0, 0.0, 0
-    t_train = 0.0
-    for epoch in range(epochs):
-        state.epoch = epoch
-        for cb in callbacks:
-            cb.on_epoch_begin(state)
-        if budget.length_grouping:
-            batches = D.length_grouped_batches(lengths, budget.batch_size, seed, epoch)
-        else:
-            batches = D.random_batches(len(train), budget.batch_size, seed, epoch)
-        # Each process takes every world-th batch; equal counts keep DDP's collectives in step.
-        batches = batches[: steps_per_epoch * world][accelerator.process_index :: world]
-        model.train()
-        t0 = time.perf_counter()
-        for b in batches:
-            if step >= total_steps:
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    base: torch.nn.Module  # the unwrapped model callbacks see
+    encoded: dict[str, D.EncodedSplit]
+    spec: Any
+    budget: Budget
+    seed: int
+    accelerator: Accelerator
+    pad_id: int
+    callbacks: list[TrainCallback]
+    get_state: Any
+    set_state: Any
+    cache: Any
+    steps_per_epoch: int
+    total_steps: int
+
+    def run(self, epochs: int, progress: bool, desc: str) -> FitResult:
+        acc, budget = self.accelerator, self.budget
+        self.result = FitResult({}, {}, 0, [])
+        self.state = TrainState(
+            self.base, self.optimizer, 0, 0, self.steps_per_epoch, self.total_steps
+        )
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.step, self.t_train = 0, 0.0
+        self.bar = tqdm(
+            total=self.total_steps,
+            desc=desc,
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (progress and acc.is_main_process),
+        )
+        best_score, best_state, bad_epochs = -math.inf, None, 0
+        for cb in self.callbacks:
+            cb.on_train_begin(self.state)
+        for epoch in range(epochs):
+            self._train_epoch(epoch)
+            val_metrics = self._evaluate("validation")
+            self.result.history.append(
+                {"step": self.step, "epoch": epoch + 1, "validation": val_metrics}
+            )
+            score = val_metrics[self.spec.primary_metric]
+            score = score if math.isfinite(score) else -math.inf
+            if score > best_score or best_state is None:
+                best_score, best_state, bad_epochs = score, self.get_state(), 0
+                self.result.validation, self.result.best_epoch = val_metrics, epoch + 1
+            else:
+                bad_epochs += 1
+            patience = budget.early_stopping_patience
+            if (patience is not None and bad_epochs >= patience) or self.step >= self.total_steps:
                 break
-            batch = _to_device(D.collate(train, b, pad_id), accelerator.device)
-            if cache is not None:
-                cache.set_batch("train", b, batch["input_ids"].shape[1])
-            with accelerator.autocast():
-                loss = model(**batch).loss
+        self.bar.close()
+        for cb in self.callbacks:
+            cb.on_train_end(self.state)
+
+        self.set_state(best_state)  # the best epoch's weights score the test split(s)
+        self.result.test = self._evaluate("test")
+        for name in sorted(k for k in self.encoded if k.startswith("test_")):
+            extra = self._evaluate(name)
+            self.result.test.update({f"{m}_{name[5:]}": v for m, v in extra.items()})
+        self.result.train_seconds = self.t_train
+        self.result.steps = self.step
+        return self.result
+
+    def _evaluate(self, name: str) -> dict[str, float]:
+        t0 = time.perf_counter()
+        out = evaluate(
+            self.model,
+            self.encoded[name],
+            self.spec,
+            self.pad_id,
+            self.budget.eval_batch_size,
+            self.accelerator,
+            self.cache,
+            name,
+        )
+        self.result.eval_seconds += time.perf_counter() - t0
+        return out
+
+    def _train_epoch(self, epoch: int) -> None:
+        acc, budget, train, res = self.accelerator, self.budget, self.encoded["train"], self.result
+        world, lengths = acc.num_processes, train.lengths
+        self.state.epoch = epoch
+        for cb in self.callbacks:
+            cb.on_epoch_begin(self.state)
+        if budget.length_grouping:
+            batches = D.length_grouped_batches(lengths, budget.batch_size, self.seed, epoch)
+        else:
+            batches = D.random_batches(len(train), budget.batch_size, self.seed, epoch)
+        # Each process takes every world-th batch; equal counts keep DDP's collectives in step.
+        batches = batches[: self.steps_per_epoch * world][acc.process_index :: world]
+        self.model.train()
+        t0 = time.perf_counter()
+        running, running_n = 0.0, 0
+        for b in batches:
+            if self.step >= self.total_steps:
+                break
+            batch = _to_device(D.collate(train, b, self.pad_id), acc.device)
+            if self.cache is not None:
+                self.cache.set_batch("train", b, batch["input_ids"].shape[1])
+            with acc.autocast():
+                loss = self.model(**batch).loss
             if not torch.isfinite(loss):
-                raise TrainingError(f"non-finite loss ({loss.item()}) at step {step}")
-            accelerator.backward(loss)
+                raise TrainingError(f"non-finite loss ({loss.item()}) at step {self.step}")
+            acc.backward(loss)
             if budget.grad_clip:
-                accelerator.clip_grad_norm_(params, budget.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            state.global_step = step
-            state.batch_width = int(lengths[b].max())
-            state.batch_positions = state.batch_width * len(b) * world
-            for cb in callbacks:  # before zero_grad: AdaLoRA's rank allocation reads the gradients
-                cb.on_step_end(state)
-            optimizer.zero_grad(set_to_none=True)
-            result.train_samples += len(b) * world
-            result.train_tokens += int(lengths[b].sum()) * world
-            result.padded_positions += int(lengths[b].max()) * len(b) * world
-            running += loss.item()
-            running_n += 1
-            if step % budget.log_every == 0 or step == total_steps:
-                history.append(
+                acc.clip_grad_norm_(self.params, budget.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            width = int(lengths[b].max())
+            self.state.global_step = self.step
+            self.state.batch_width, self.state.batch_positions = width, width * len(b) * world
+            for cb in self.callbacks:  # before zero_grad: AdaLoRA's rank allocation reads grads
+                cb.on_step_end(self.state)
+            self.optimizer.zero_grad(set_to_none=True)
+            res.train_samples += len(b) * world
+            res.train_tokens += int(lengths[b].sum()) * world
+            res.padded_positions += width * len(b) * world
+            running, running_n = running + loss.item(), running_n + 1
+            if self.step % budget.log_every == 0 or self.step == self.total_steps:
+                res.history.append(
                     {
-                        "step": step,
-                        "epoch": round(step / steps_per_epoch, 3),
+                        "step": self.step,
+                        "epoch": round(self.step / self.steps_per_epoch, 3),
                         "loss": running / running_n,
-                        "lr": scheduler.get_last_lr()[0],
+                        "lr": self.scheduler.get_last_lr()[0],
                     }
                 )
-                bar.set_postfix(
+                elapsed = self.t_train + time.perf_counter() - t0
+                self.bar.set_postfix(
                     loss=f"{running / running_n:.4f}",
-                    samples_s=f"{result.train_samples / (t_train + time.perf_counter() - t0):.1f}",
+                    samples_s=f"{res.train_samples / elapsed:.1f}",
                 )
                 running, running_n = 0.0, 0
-            bar.update(1)
-        t_train += time.perf_counter() - t0
-
-        t0 = time.perf_counter()
-        val_metrics = evaluate(
-            model, val, spec, pad_id, budget.eval_batch_size, accelerator, cache, "validation"
-        )
-        result.eval_seconds += time.perf_counter() - t0
-        history.append({"step": step, "epoch": epoch + 1, "validation": val_metrics})
-        score = val_metrics[spec.primary_metric]
-        if not math.isfinite(score):
-            score = -math.inf
-        if score > best_score or best_state is None:
-            best_score, best_state, best_val, bad_epochs = score, get_state(), val_metrics, 0
-            result.best_epoch = epoch + 1
-        else:
-            bad_epochs += 1
-        if (
-            budget.early_stopping_patience is not None
-            and bad_epochs >= budget.early_stopping_patience
-        ):
-            break
-        if step >= total_steps:
-            break
-    bar.close()
-    for cb in callbacks:
-        cb.on_train_end(state)
-
-    set_state(best_state)
-    t0 = time.perf_counter()
-    result.test = evaluate(
-        model, encoded["test"], spec, pad_id, budget.eval_batch_size, accelerator, cache, "test"
-    )
-    for name in sorted(k for k in encoded if k.startswith("test_")):
-        extra = evaluate(
-            model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator, cache, name
-        )
-        result.test.update({f"{m}_{name[5:]}": v for m, v in extra.items()})
-    result.eval_seconds += time.perf_counter() - t0
-    result.validation = best_val
-    result.train_seconds = t_train
-    result.steps = step
-    return result
+            self.bar.update(1)
+        self.t_train += time.perf_counter() - t0
 
 
 def _adamw_kwargs(device: torch.device) -> dict[str, Any]:
