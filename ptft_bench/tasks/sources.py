@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptft_bench.errors import UserError
+from ptft_bench.models import hub_allowed  # one opt-in rule for models and data
 from ptft_bench.tasks.spec import TaskSpec
 
 
@@ -62,11 +63,6 @@ HUB_COLUMNS: dict[str, tuple[str, ...]] = {
     "rte": ("sentence1", "sentence2"),
     "wnli": ("sentence1", "sentence2"),
 }
-
-
-def hub_allowed() -> bool:
-    """Same opt-in rule as models: the hub is used only with PTFT_ONLINE=1 or HF_HUB_OFFLINE=0."""
-    return os.environ.get("PTFT_ONLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "0"
 
 
 # ---------------------------------------------------------------------------------------------
