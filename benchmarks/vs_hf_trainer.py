@@ -35,9 +35,7 @@ import argparse
 import gc
 import json
 import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -293,12 +291,12 @@ class TrainerSide:
 # --------------------------------------------------------------------------------------------
 class PtftSide:
     def __init__(self, args: argparse.Namespace) -> None:
-        from ptft_bench.runner import environment
-        from ptft_bench.sweep import make_accelerator
+        from ptft_bench.config import DataConfig
+        from ptft_bench.execute import SweepContext
 
         self.args = args
-        self.accelerator, precision = make_accelerator("fp32")
-        self.env = environment(self.accelerator, precision)
+        data = DataConfig(None, args.max_train_samples, args.max_eval_samples)
+        self.ctx = SweepContext(data, "fp32", progress=False)
         self.tmp = tempfile.TemporaryDirectory(prefix="vs-ptft-")
 
     def suite(self, config: str, lr: float, epochs: int):
@@ -332,70 +330,41 @@ class PtftSide:
 
     def prepare(self) -> float:
         """Load the task and tokenise it (ptft-bench caches both), outside the timed runs."""
-        from ptft_bench.data import encode_task
-        from ptft_bench.sweep import _task, _tokenizer
-
-        a = self.args
         t0 = time.perf_counter()
-        task = _task(TASK, None, a.max_train_samples, a.max_eval_samples)
-        encode_task(task, _tokenizer(MODEL), 128)
+        self.ctx.encoded(TASK, MODEL, 128)
         return time.perf_counter() - t0
 
     def run(self, config: str, lr: float, epochs: int) -> dict[str, Any]:
-        from ptft_bench.runner import expand
-        from ptft_bench.sweep import run_one
+        from ptft_bench.execute import execute
+        from ptft_bench.plan import expand
 
         suite = self.suite(config, lr, epochs)
         (spec,) = expand(suite)
         t0 = time.perf_counter()
-        record = run_one(spec, suite, self.accelerator, self.env, progress=False)
+        record = execute(spec, self.ctx).record
         seconds = time.perf_counter() - t0
-        self.accelerator.free_memory()
+        self.ctx.accelerator.free_memory()
         gc.collect()
-        test = record["metrics"]["test"]
+        test = record.metrics["test"]
         return {
             "seconds": seconds,
-            "train_seconds": record["train_seconds"],
-            "eval_seconds": record["eval_seconds"],
-            "steps": record.get("steps"),
-            "trainable_params": record["trainable_params"],
-            "padding_share": record.get("padding_share"),
-            "best_epoch": record.get("best_epoch"),
+            "train_seconds": record.train_seconds,
+            "eval_seconds": record.eval_seconds,
+            "steps": record.steps,
+            "trainable_params": record.trainable_params,
+            "padding_share": record.padding_share,
+            "best_epoch": record.best_epoch,
             "test": test,
             "accuracy": test.get("accuracy"),
-            "run_id": record["run_id"],
+            "run_id": record.run_id,
         }
 
 
 # --------------------------------------------------------------------------------------------
 def environment_info(threads: int) -> dict[str, Any]:
-    import accelerate
-    import peft
-    import torch
-    import transformers
+    from ptft_bench.env import describe
 
-    from ptft_bench.runner import git_commit
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "accelerate": accelerate.__version__,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cores_available": len(os.sched_getaffinity(0)),
-        "torch_threads": threads,
-        "git_commit": git_commit(),
-    }
+    return describe(torch_threads=threads)
 
 
 def _warm_up(model_path: str, tokenizer) -> None:
@@ -414,19 +383,6 @@ def _warm_up(model_path: str, tokenizer) -> None:
     del model
 
 
-def _quiet_libraries() -> None:
-    """No progress bars or deprecation chatter from the libraries between the timing lines."""
-    import warnings
-
-    import datasets
-    from transformers.utils import logging as hf_logging
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    datasets.disable_progress_bars()
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-
-
 def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -435,11 +391,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from ptft_bench.models import load_tokenizer, resolve_model_path, set_offline_defaults
-    from ptft_bench.sweep import _task
+    from ptft_bench.models import (
+        load_tokenizer,
+        quiet_libraries,
+        resolve_model_path,
+        set_offline_defaults,
+    )
+    from ptft_bench.tasks import load_task
 
     set_offline_defaults()
-    _quiet_libraries()
+    quiet_libraries()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
     env = environment_info(threads)
@@ -450,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     # The very rows ptft-bench trains on (same call, same cache) feed the Trainer too.
-    task = _task(TASK, None, args.max_train_samples, args.max_eval_samples)
+    task = load_task(
+        TASK, max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples
+    )
     model_path = resolve_model_path(MODEL)
     tokenizer = load_tokenizer(MODEL)
     trainer_side = TrainerSide(task, model_path, tokenizer)

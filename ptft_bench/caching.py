@@ -17,15 +17,17 @@ models (the Trainer always runs the whole network).
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ptft_bench import data as D
-from ptft_bench.model_parts import ModelParts, find_parts
+from ptft_bench.model_parts import ModelParts
 
 
 @dataclass
@@ -36,15 +38,11 @@ class CachePlan:
 
 
 def plan_cache(
-    model: nn.Module, trainable: set[str], changes_trainable_set: bool
+    parts: ModelParts, trainable: set[str], changes_trainable_set: bool
 ) -> CachePlan | str:
     """A `CachePlan`, or the reason why caching does not apply."""
     if changes_trainable_set:
         return "the strategy unfreezes layers during training"
-    try:
-        parts = find_parts(model)
-    except ValueError as e:
-        return str(e)
     layers = []
     for name in trainable:
         layer = parts.layer_of(name)
@@ -56,16 +54,13 @@ def plan_cache(
     f = min(layers) - 1  # layer numbering: 0 embeddings, 1..L blocks, L+1 head
     if f < 1:
         return "the embeddings or the first block train"
-    backbone_children = dict(parts.backbone.named_children())
-    owner = parts.blocks_prefix.split(".")
-    for child_name, child in backbone_children.items():
+    for child_name, child in parts.backbone.named_children():
         if child is parts.embeddings or (parts.pooler and child is parts.pooler[1]):
             continue
         is_encoder = any(m is parts.blocks[0] for m in child.modules())
         if not is_encoder and any(True for _ in child.parameters()):
             # e.g. ELECTRA's embeddings_project sits between the embeddings and the blocks
             return f"the backbone has a module ({child_name}) between embeddings and blocks"
-    del owner
     return CachePlan(min(f, parts.num_layers), parts.num_layers)
 
 
@@ -85,19 +80,19 @@ class _CachedEmbeddings(nn.Module):
 class FrozenPrefixCache:
     """Hidden states entering block f for every example of every split, and the model surgery."""
 
-    def __init__(self, model: nn.Module, plan: CachePlan, device: torch.device) -> None:
-        self.model = model
+    def __init__(self, parts: ModelParts, plan: CachePlan, device: torch.device) -> None:
+        self.model = parts.model
         self.plan = plan
         self.device = device
-        self.parts: ModelParts = find_parts(model)
+        self.parts = parts
         self.states: dict[str, list[torch.Tensor]] = {}
         self.stub = _CachedEmbeddings()
         parent, _, attr = self.parts.blocks_prefix.rpartition(".")
-        self._blocks_owner = model.get_submodule(parent)
+        self._blocks_owner = self.model.get_submodule(parent)
         self._blocks_attr = attr
         self._blocks_full = getattr(self._blocks_owner, attr)
         emb_parent, _, emb_attr = self.parts.embeddings_prefix.rpartition(".")
-        self._emb_owner = model.get_submodule(emb_parent)
+        self._emb_owner = self.model.get_submodule(emb_parent)
         self._emb_attr = emb_attr
         self._emb_full = getattr(self._emb_owner, emb_attr)
         self.installed = False
@@ -203,3 +198,47 @@ def max_logit_difference(
         cache.uninstall()
         model.train(was)
     return float((ref.float() - got.float()).abs().max())
+
+
+def prepare_cache(
+    parts: ModelParts,
+    trainable: set[str],
+    changes_trainable_set: bool,
+    encoded: dict[str, D.EncodedSplit],
+    budget: Any,
+    pad_id: int,
+    device: torch.device,
+) -> tuple[FrozenPrefixCache | None, dict[str, Any]]:
+    """A built, verified cache when the frozen set allows it, and what to record about it.
+
+    The cache is checked against the full model on validation examples (eval mode); when the
+    logits differ (an architecture the surgery does not fit) training runs uncached.
+    """
+    if budget.frozen_cache == "off":
+        return None, {"used": False, "reason": "disabled (budget.frozen_cache = off)"}
+    plan = plan_cache(parts, trainable, changes_trainable_set)
+    if isinstance(plan, str):
+        return None, {"used": False, "reason": plan}
+    config = parts.model.config
+    hidden = int(getattr(config, "hidden_size", 0) or getattr(config, "dim", 0))
+    need = estimate_bytes(encoded, hidden)
+    if need > budget.cache_max_mb * 2**20:
+        return None, {"used": False, "reason": f"needs {need / 2**20:.0f} MiB > cache_max_mb"}
+    t0 = time.perf_counter()
+    parts.model.to(device)
+    cache = FrozenPrefixCache(parts, plan, device)
+    try:
+        cache.build(encoded, pad_id, budget.eval_batch_size)
+    except Exception as e:  # noqa: BLE001 - fall back to the uncached path, say why
+        cache.uninstall()
+        return None, {"used": False, "reason": f"cache build failed: {type(e).__name__}: {e}"[:300]}
+    diff = max_logit_difference(cache, encoded["validation"], "validation", pad_id)
+    if not diff <= 1e-4:
+        return None, {"used": False, "reason": f"cached logits differ by {diff:.2e}"}
+    return cache, {
+        "used": True,
+        "first_trainable_block": plan.first_trainable_block,
+        "bytes": cache.nbytes,
+        "build_seconds": time.perf_counter() - t0,
+        "semantics": "frozen layers computed once in eval mode (no dropout)",
+    }

@@ -42,10 +42,8 @@ def _tasks(value: str) -> list[str]:
 
 
 def _is_builtin_task(name: str) -> bool:
-    try:
-        from ptft_bench.tasks.spec import GLUE_TASKS, MOVIE_TASKS
-    except ImportError:  # pragma: no cover
-        return False
+    from ptft_bench.tasks.spec import GLUE_TASKS, MOVIE_TASKS
+
     return name.lower() in GLUE_TASKS or name.lower() in MOVIE_TASKS
 
 
@@ -126,12 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     pre = sub.add_parser("pretrain", help="masked-LM / causal-LM (continued) pretraining")
-    try:
-        from ptft_bench.pretrain.cli import add_pretrain_arguments
+    from ptft_bench.pretrain.cli import add_pretrain_arguments
 
-        add_pretrain_arguments(pre)
-    except ImportError:  # pragma: no cover - the package ships it
-        pass
+    add_pretrain_arguments(pre)
     return parser
 
 
@@ -157,12 +152,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ptft_bench.config import load_suite
-    from ptft_bench.runner import expand, pending, shard
-    from ptft_bench.store import RunStore
+    from ptft_bench.plan import make_plan
 
     overrides = {
         "tasks": args.tasks,
         "strategies": args.strategies,
+        "lrs": args.lrs,
         "seeds": args.seeds,
         "models": args.models,
         "precision": args.precision,
@@ -175,29 +170,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.max_eval_samples": args.max_eval_samples,
         "data.data_dir": args.data_dir,
     }
+    if args.quiet:
+        from ptft_bench.models import quiet_libraries
+
+        quiet_libraries()
     suite = load_suite(args.suite, overrides)
-    if args.lrs:
-        for v in suite.strategies:
-            v.lrs = list(args.lrs)
+    plan = make_plan(suite, args.shard, args.retry_failed)
     if args.dry_run:
-        specs = shard(expand(suite), args.shard)
-        todo = {s.run_id for s in pending(specs, RunStore(suite.out), args.retry_failed)}
-        for s in specs:
-            mark = "todo" if s.run_id in todo else "done"
-            print(
-                f"{mark}  {s.run_id}  {s.task}  {s.model}  {s.variant.label()}  lr={s.lr:g}  seed={s.seed}"
-            )
-        print(f"{len(specs)} runs, {len(todo)} to do, output {suite.out}")
+        print("\n".join(plan.lines()))
         return 0
     from ptft_bench.sweep import run_suite
 
-    res = run_suite(
-        suite,
-        retry_failed=args.retry_failed,
-        shard_spec=args.shard,
-        progress=not args.quiet,
-        write_report=not args.no_report,
-    )
+    res = run_suite(plan, progress=not args.quiet, write_report_at_end=not args.no_report)
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # one summary, from the process that wrote records
@@ -211,10 +195,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(run_dir: Path) -> None:
-    try:
-        from ptft_bench.report import summary_table
-    except ImportError:
-        return
+    from ptft_bench.report import summary_table
+
     print(summary_table([run_dir]))
 
 

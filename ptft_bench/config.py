@@ -1,12 +1,14 @@
 """Suite files (TOML) -> validated `SuiteConfig`; precedence: command line > suite file > defaults.
 
 A suite names tasks, models, strategy variants (strategy + parameters + learning-rate grid),
-seeds, the training budget and data sizes. Unknown keys are errors at every level.
+seeds, the training budget (`Budget`) and data sizes (`DataConfig`). Unknown keys are errors at
+every level. This module owns the suite's schema; `ptft_bench.plan` expands it into runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,7 +17,63 @@ from typing import Any
 
 from ptft_bench.errors import UserError
 from ptft_bench.registry import build_config
-from ptft_bench.train import Budget
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many optimizer steps a run takes (one place computes it, for the loop and strategies)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    epochs: int  # epochs started (the last may be cut short by max_steps)
+
+
+@dataclass
+class Budget:
+    """How much training each run gets (identical for every strategy in a suite)."""
+
+    epochs: int = 3
+    max_steps: int | None = None  # overrides epochs when set
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    early_stopping_patience: int | None = None  # epochs without improvement
+    length_grouping: bool = True
+    log_every: int = 10
+    # "auto": compute frozen bottom layers once (eval mode, no dropout) when a strategy freezes
+    # them; "off": run them every step in train mode. See ptft_bench/caching.py.
+    frozen_cache: str = "auto"
+    cache_max_mb: int = 4096
+
+    # Settings that change speed or logging but never the numbers: left out of run ids.
+    SPEED_ONLY = ("log_every", "eval_batch_size", "cache_max_mb")
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"budget.epochs must be >= 1, got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"budget.max_steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ValueError("budget.batch_size and eval_batch_size must be >= 1")
+        if not 8 <= self.max_length <= 4096:
+            raise ValueError(f"budget.max_length must be in [8, 4096], got {self.max_length}")
+        if self.frozen_cache not in ("auto", "off"):
+            raise ValueError(f"budget.frozen_cache must be auto or off, got {self.frozen_cache!r}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"budget.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+
+    def schedule(self, n_train: int, world: int = 1) -> Schedule:
+        """Steps per epoch and in total for `n_train` examples split over `world` processes."""
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size) // world)
+        total = self.max_steps or steps_per_epoch * self.epochs
+        return Schedule(steps_per_epoch, total, math.ceil(total / steps_per_epoch))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that can change a run's numbers (they enter its run id)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.SPEED_ONLY}
 
 
 @dataclass
@@ -133,14 +191,18 @@ def suite_from_dict(
     data = dict(raw.pop("data", {}) or {})
     strategies = raw.pop("strategies", [])
     for key, value in overrides.items():
-        if value is None:
+        if value is None or key in ("strategies", "lrs"):
             continue
         section, _, name = key.rpartition(".")
         target = {"budget": budget, "data": data, "": raw}[section]
         target[name] = value
-    if "strategies" in overrides and overrides["strategies"] is not None:
+    if overrides.get("strategies") is not None:
         strategies = select_strategies(strategies, overrides["strategies"])
-        raw.pop("strategies", None)
+    if overrides.get("lrs") is not None:  # one grid for every variant, validated like the suite's
+        lrs = list(overrides["lrs"])
+        strategies = [
+            {**(e if isinstance(e, dict) else {"name": e}), "lrs": lrs} for e in strategies
+        ]
     try:
         variants = [_variant(s, where) for s in strategies]
         return SuiteConfig(

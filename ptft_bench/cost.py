@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading
@@ -13,19 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ptft_bench import atomic
 from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.model_parts import find_parts
-
-
-def unique_params(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """Named parameters with shared (tied) tensors counted once."""
-    seen: set[int] = set()
-    out = []
-    for n, p in model.named_parameters(remove_duplicate=False):
-        if id(p) not in seen:
-            seen.add(id(p))
-            out.append((n, p))
-    return out
+from ptft_bench.model_parts import ModelParts, find_parts, unique_named_parameters
 
 
 @dataclass
@@ -37,11 +26,13 @@ class ParamCounts:
     )
 
 
-def count_params(model: nn.Module, trainable_names: set[str] | None = None) -> ParamCounts:
+def count_params(
+    model: nn.Module, trainable_names: set[str] | None = None, parts: ModelParts | None = None
+) -> ParamCounts:
     """Trainable / total parameters; `trainable_names` overrides requires_grad (gradual unfreezing)."""
-    parts = find_parts(model)
+    parts = parts or find_parts(model)
     total = trainable = head = 0
-    for n, p in unique_params(model):
+    for n, p in unique_named_parameters(model):
         total += p.numel()
         is_trainable = p.requires_grad if trainable_names is None else n in trainable_names
         if is_trainable:
@@ -128,14 +119,16 @@ class FlopsModel:
     lowest_trainable_layer: int  # 0 = embeddings, i = block i-1 (1-based), L+1 = head only
 
 
-def flops_model(model: nn.Module, trainable_names: set[str] | None = None) -> FlopsModel:
-    parts = find_parts(model)
+def flops_model(
+    model: nn.Module, trainable_names: set[str] | None = None, parts: ModelParts | None = None
+) -> FlopsModel:
+    parts = parts or find_parts(model)
     L = parts.num_layers
     per_layer = [0] * L
     head = extra = trainable = 0
     lowest = L + 1
     emb_ids = {id(p) for p in parts.embeddings.parameters()}
-    for n, p in unique_params(model):
+    for n, p in unique_named_parameters(model):
         is_tr = p.requires_grad if trainable_names is None else n in trainable_names
         layer = parts.layer_of(n)
         if is_tr and layer is not None:
@@ -220,13 +213,8 @@ def cpu_peak_flops(size: int = 1024, repeats: int = 8) -> float:
     peak = 2 * size**3 / best
     known[key] = peak
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buf = io.StringIO()
-        json.dump(known, buf)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-    except OSError:
+        atomic.write_json(path, known)
+    except OSError:  # a read-only home: measure again next time
         pass
     return peak
 
@@ -240,15 +228,14 @@ class FlopsMeter(TrainCallback):
     set that the step used before a strategy's callback changes it.
     """
 
-    def __init__(self, model: nn.Module, trainable: set[str] | None, first_cached_layer: int = 0):
-        self.model = model
+    def __init__(self, fm: FlopsModel, parts: ModelParts, first_cached_layer: int = 0):
+        self.parts = parts
         self.first_cached_layer = first_cached_layer
-        self._params = [p for _, p in unique_params(model)]
+        self._params = [p for _, p in unique_named_parameters(parts.model)]
         # the set the strategy trains now (gradual unfreezing: its currently unfrozen part)
-        self._fm = flops_model(model)
+        self._fm = fm
         self._signature = self._current()
         self.total = 0.0
-        del trainable
 
     def _current(self) -> tuple[bool, ...]:
         return tuple(p.requires_grad for p in self._params)
@@ -256,7 +243,7 @@ class FlopsMeter(TrainCallback):
     def on_step_end(self, state: TrainState) -> None:
         sig = self._current()
         if sig != self._signature:  # only strategies that unfreeze (never with the cache)
-            self._fm = flops_model(self.model)
+            self._fm = flops_model(self.parts.model, parts=self.parts)
             self._signature = sig
         per_token = train_flops_per_token(self._fm, state.batch_width, self.first_cached_layer)
         self.total += per_token * state.batch_positions

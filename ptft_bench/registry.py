@@ -1,4 +1,4 @@
-"""The strategy registry and the `Strategy` base class (the public API for other code).
+"""The strategy contract: the `Strategy` base class, its `StrategyContext`, and the registry.
 
     from ptft_bench import get_strategy
     strategy = get_strategy("lora", r=8, alpha=16)
@@ -7,7 +7,12 @@
 
 A strategy is one file in the `strategies/` package: a class with a config dataclass, decorated
 with `@register_strategy("name")`. Importing `strategies` imports every module in it, so adding a
-file is all it takes.
+file is all it takes. Config classes are named after their strategy class (`TopK` ->
+`TopKConfig`); a strategy without parameters uses `NoParams`.
+
+The engine hands each run's facts to the strategy through `apply(model, context)`: the model's
+parts (found once per run) and the run's step counts (AdaLoRA schedules its rank budget on
+them). Code outside the engine may call `apply(model)`; the context is then computed there.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,11 +29,31 @@ import torch
 from torch import nn
 
 from ptft_bench.callbacks import TrainCallback
+from ptft_bench.model_parts import ModelParts, find_parts, unique_named_parameters
 
 
 @dataclass
 class NoParams:
     """Strategies without parameters use this config."""
+
+
+@dataclass
+class StrategyContext:
+    """What the engine knows about a run that a strategy may use, computed once per run.
+
+    Attributes:
+        parts: the model's embeddings, blocks and head (`ptft_bench.model_parts`).
+        total_steps: optimizer steps the run will take (None outside a training run).
+        steps_per_epoch: optimizer steps per epoch (None outside a training run).
+    """
+
+    parts: ModelParts
+    total_steps: int | None = None
+    steps_per_epoch: int | None = None
+
+    @classmethod
+    def of(cls, model: nn.Module, **steps: int | None) -> StrategyContext:
+        return cls(find_parts(model), **steps)
 
 
 class Strategy:
@@ -43,6 +67,7 @@ class Strategy:
 
     def __init__(self, **params: Any) -> None:
         self.config = build_config(self.config_class, params, owner=self.name)
+        self.context: StrategyContext | None = None
 
     # -- the contract -------------------------------------------------------------------------
     @classmethod
@@ -54,9 +79,25 @@ class Strategy:
         """
         return None
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        """Freeze / inject modules; return the model to train (may be a wrapper)."""
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
+        """Freeze / inject modules; return the model to train (may be a wrapper).
+
+        Implementations start with `context = self.bind(model, context)`.
+        """
         raise NotImplementedError
+
+    def bind(self, model: nn.Module, context: StrategyContext | None) -> StrategyContext:
+        """Remember the run's context (computing it for `model` when the caller has none)."""
+        if context is None or context.parts.model is not model:
+            context = StrategyContext.of(model)
+        self.context = context
+        return context
+
+    def parts_for(self, model: nn.Module) -> ModelParts:
+        """The parts of `model`: the bound context's when `apply` ran on this very model."""
+        if self.context is not None and self.context.parts.model is model:
+            return self.context.parts
+        return find_parts(model)
 
     def param_groups(
         self, model: nn.Module, lr: float, weight_decay: float = 0.01
@@ -71,13 +112,7 @@ class Strategy:
     # -- saving: only what the strategy trains ------------------------------------------------
     def trainable_named_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
         """Parameters this strategy trains over the whole run (default: requires_grad now)."""
-        seen: set[int] = set()
-        out = []
-        for n, p in model.named_parameters():
-            if p.requires_grad and id(p) not in seen:
-                seen.add(id(p))
-                out.append((n, p))
-        return out
+        return [(n, p) for n, p in unique_named_parameters(model) if p.requires_grad]
 
     def trainable_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         """The tensors needed to keep this fine-tune (applied on top of the base model)."""
@@ -204,11 +239,11 @@ def build_config(config_class: type, params: dict[str, Any], owner: str = "") ->
             f"allowed: {allowed}"
         )
     hints = typing.get_type_hints(config_class)
-    coerced = {k: _coerce(v, hints.get(k), f"{owner}.{k}") for k, v in params.items()}
+    coerced = {k: coerce_value(v, hints.get(k), f"{owner}.{k}") for k, v in params.items()}
     return config_class(**coerced)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
+def coerce_value(value: Any, hint: Any, where: str) -> Any:
     """Accept values from TOML / JSON / the command line (strings) for simple annotated types."""
     if hint is None or hint is Any:
         return value
@@ -220,7 +255,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         errors = []
         for a in args:
             try:
-                return _coerce(value, a, where)
+                return coerce_value(value, a, where)
             except ValueError as e:
                 errors.append(str(e))
         raise ValueError(errors[0])
@@ -235,7 +270,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{where} must be a list, got {value!r}")
         (inner,) = typing.get_args(hint)[:1] or (Any,)
-        return origin(_coerce(v, inner, where) for v in value)
+        return origin(coerce_value(v, inner, where) for v in value)
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -282,7 +317,3 @@ def is_no_decay(name: str, param: torch.Tensor) -> bool:
     """Biases and normalisation weights (1-D tensors) get no weight decay."""
     lname = name.lower()
     return param.ndim <= 1 or lname.endswith(".bias") or "norm" in lname
-
-
-def config_json(strategy: Strategy) -> str:
-    return json.dumps(strategy.to_dict(), sort_keys=True)

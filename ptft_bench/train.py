@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,46 +19,12 @@ from transformers import get_linear_schedule_with_warmup
 
 from ptft_bench import data as D
 from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.metrics import compute_metrics
+from ptft_bench.config import Budget, Schedule
+from ptft_bench.metrics import compute_metrics, predictions
 
 
 class TrainingError(RuntimeError):
     """A run that cannot go on (non-finite loss, ...); recorded as failed, the sweep continues."""
-
-
-@dataclass
-class Budget:
-    """How much training each run gets (identical for every strategy in a suite)."""
-
-    epochs: int = 3
-    max_steps: int | None = None  # overrides epochs when set
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    max_length: int = 128
-    warmup_ratio: float = 0.06
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    early_stopping_patience: int | None = None  # epochs without improvement
-    length_grouping: bool = True
-    log_every: int = 10
-    # "auto": compute frozen bottom layers once (eval mode, no dropout) when a strategy freezes
-    # them; "off": run them every step in train mode. See ptft_bench/caching.py.
-    frozen_cache: str = "auto"
-    cache_max_mb: int = 4096
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"budget.epochs must be >= 1, got {self.epochs}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"budget.max_steps must be >= 1, got {self.max_steps}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ValueError("budget.batch_size and eval_batch_size must be >= 1")
-        if not 8 <= self.max_length <= 4096:
-            raise ValueError(f"budget.max_length must be in [8, 4096], got {self.max_length}")
-        if self.frozen_cache not in ("auto", "off"):
-            raise ValueError(f"budget.frozen_cache must be auto or off, got {self.frozen_cache!r}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"budget.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 @dataclass
@@ -73,6 +39,10 @@ class FitResult:
     train_samples: int = 0
     train_tokens: int = 0  # non-padding tokens seen in training
     padded_positions: int = 0  # positions fed to the model in training (tokens + padding)
+    # split -> metrics and predicted class ids (or values) of the best state, in split order:
+    # "validation", "test" and further test splits by name ("test_mismatched")
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -122,9 +92,10 @@ def predict(
 
 def evaluate(
     model, split, spec, pad_id, batch_size, accelerator, cache=None, name=""
-) -> dict[str, float]:
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics of `split` and the predictions (class ids or values) they were computed from."""
     logits = predict(model, split, pad_id, batch_size, accelerator, cache, name)
-    return compute_metrics(spec, logits, split.labels)
+    return compute_metrics(spec, logits, split.labels), predictions(spec, logits)
 
 
 def fit(
@@ -149,24 +120,15 @@ def fit(
     epoch's weights); by default the whole state dict. With a `FrozenPrefixCache`, the frozen
     bottom of the model is replaced by cached hidden states for training and evaluation.
     """
-    train = encoded["train"]
-    world = accelerator.num_processes
-    n_batches = math.ceil(len(train) / budget.batch_size)
-    steps_per_epoch = max(1, n_batches // world)
-    total_steps = budget.max_steps or steps_per_epoch * budget.epochs
-    epochs = math.ceil(total_steps / steps_per_epoch)
-
-    if world > 1 and any(cb.changes_trainable_set() for cb in callbacks):
+    schedule = budget.schedule(len(encoded["train"]), accelerator.num_processes)
+    if accelerator.num_processes > 1 and any(cb.changes_trainable_set() for cb in callbacks):
         # DDP only synchronises parameters that required grad when it wrapped the model: a layer
         # unfrozen later would drift apart between processes.
         raise TrainingError(
             "this strategy changes which parameters train during training, which DDP cannot "
             "follow; run it with a single process"
         )
-    optimizer = torch.optim.AdamW(param_groups, **_adamw_kwargs(accelerator.device))
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(budget.warmup_ratio * total_steps), total_steps
-    )
+    optimizer, scheduler = _optimizer(param_groups, budget, schedule, accelerator.device)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     base = accelerator.unwrap_model(model)
     get_state = get_state or (lambda: {k: v.detach().clone() for k, v in base.state_dict().items()})
@@ -175,25 +137,24 @@ def fit(
         get_state, set_state = cache.wrap(get_state), cache.wrap(set_state)
         cache.install()
     loop = _Loop(
-        model,
-        optimizer,
-        scheduler,
-        base,
-        encoded,
-        spec,
-        budget,
-        seed,
-        accelerator,
-        pad_id,
-        list(callbacks),
-        get_state,
-        set_state,
-        cache,
-        steps_per_epoch,
-        total_steps,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        base=base,
+        encoded=encoded,
+        spec=spec,
+        budget=budget,
+        schedule=schedule,
+        seed=seed,
+        accelerator=accelerator,
+        pad_id=pad_id,
+        callbacks=list(callbacks),
+        get_state=get_state,
+        set_state=set_state,
+        cache=cache,
     )
     try:
-        return loop.run(epochs, progress, desc)
+        return loop.run(progress, desc)
     finally:
         if cache is not None:
             cache.uninstall()
@@ -210,6 +171,7 @@ class _Loop:
     encoded: dict[str, D.EncodedSplit]
     spec: Any
     budget: Budget
+    schedule: Schedule
     seed: int
     accelerator: Accelerator
     pad_id: int
@@ -217,30 +179,47 @@ class _Loop:
     get_state: Any
     set_state: Any
     cache: Any
-    steps_per_epoch: int
-    total_steps: int
 
-    def run(self, epochs: int, progress: bool, desc: str) -> FitResult:
-        acc, budget = self.accelerator, self.budget
+    def run(self, progress: bool, desc: str) -> FitResult:
         self.result = FitResult({}, {}, 0, [])
         self.state = TrainState(
-            self.base, self.optimizer, 0, 0, self.steps_per_epoch, self.total_steps
+            self.base,
+            self.optimizer,
+            0,
+            0,
+            self.schedule.steps_per_epoch,
+            self.schedule.total_steps,
         )
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.step, self.t_train = 0, 0.0
         self.bar = tqdm(
-            total=self.total_steps,
+            total=self.schedule.total_steps,
             desc=desc,
             leave=False,
             dynamic_ncols=True,
-            disable=not (progress and acc.is_main_process),
+            disable=not (progress and self.accelerator.is_main_process),
         )
-        best_score, best_state, bad_epochs = -math.inf, None, 0
         for cb in self.callbacks:
             cb.on_train_begin(self.state)
-        for epoch in range(epochs):
+        best_state = self._train_and_select()
+        self.bar.close()
+        for cb in self.callbacks:
+            cb.on_train_end(self.state)
+
+        self.set_state(best_state)  # the best epoch's weights score the test split(s)
+        for name in sorted(k for k in self.encoded if k.startswith("test")):
+            self.result.metrics[name], self.result.predictions[name] = self._evaluate(name)
+        self.result.test = self.result.metrics["test"]
+        self.result.train_seconds = self.t_train
+        self.result.steps = self.step
+        return self.result
+
+    def _train_and_select(self) -> Any:
+        """Epochs of training; after each, validation. Returns the best epoch's state."""
+        best_score, best_state, bad_epochs = -math.inf, None, 0
+        for epoch in range(self.schedule.epochs):
             self._train_epoch(epoch)
-            val_metrics = self._evaluate("validation")
+            val_metrics, val_preds = self._evaluate("validation")
             self.result.history.append(
                 {"step": self.step, "epoch": epoch + 1, "validation": val_metrics}
             )
@@ -249,25 +228,17 @@ class _Loop:
             if score > best_score or best_state is None:
                 best_score, best_state, bad_epochs = score, self.get_state(), 0
                 self.result.validation, self.result.best_epoch = val_metrics, epoch + 1
+                self.result.metrics["validation"] = val_metrics
+                self.result.predictions["validation"] = val_preds
             else:
                 bad_epochs += 1
-            patience = budget.early_stopping_patience
-            if (patience is not None and bad_epochs >= patience) or self.step >= self.total_steps:
+            patience = self.budget.early_stopping_patience
+            stop = patience is not None and bad_epochs >= patience
+            if stop or self.step >= self.schedule.total_steps:
                 break
-        self.bar.close()
-        for cb in self.callbacks:
-            cb.on_train_end(self.state)
+        return best_state
 
-        self.set_state(best_state)  # the best epoch's weights score the test split(s)
-        self.result.test = self._evaluate("test")
-        for name in sorted(k for k in self.encoded if k.startswith("test_")):
-            extra = self._evaluate(name)
-            self.result.test.update({f"{m}_{name[5:]}": v for m, v in extra.items()})
-        self.result.train_seconds = self.t_train
-        self.result.steps = self.step
-        return self.result
-
-    def _evaluate(self, name: str) -> dict[str, float]:
+    def _evaluate(self, name: str) -> tuple[dict[str, float], np.ndarray]:
         t0 = time.perf_counter()
         out = evaluate(
             self.model,
@@ -293,12 +264,12 @@ class _Loop:
         else:
             batches = D.random_batches(len(train), budget.batch_size, self.seed, epoch)
         # Each process takes every world-th batch; equal counts keep DDP's collectives in step.
-        batches = batches[: self.steps_per_epoch * world][acc.process_index :: world]
+        batches = batches[: self.schedule.steps_per_epoch * world][acc.process_index :: world]
         self.model.train()
         t0 = time.perf_counter()
         running, running_n = 0.0, 0
         for b in batches:
-            if self.step >= self.total_steps:
+            if self.step >= self.schedule.total_steps:
                 break
             batch = _to_device(D.collate(train, b, self.pad_id), acc.device)
             if self.cache is not None:
@@ -323,11 +294,11 @@ class _Loop:
             res.train_tokens += int(lengths[b].sum()) * world
             res.padded_positions += width * len(b) * world
             running, running_n = running + loss.item(), running_n + 1
-            if self.step % budget.log_every == 0 or self.step == self.total_steps:
+            if self.step % budget.log_every == 0 or self.step == self.schedule.total_steps:
                 res.history.append(
                     {
                         "step": self.step,
-                        "epoch": round(self.step / self.steps_per_epoch, 3),
+                        "epoch": round(self.step / self.schedule.steps_per_epoch, 3),
                         "loss": running / running_n,
                         "lr": self.scheduler.get_last_lr()[0],
                     }
@@ -342,11 +313,12 @@ class _Loop:
         self.t_train += time.perf_counter() - t0
 
 
-def _adamw_kwargs(device: torch.device) -> dict[str, Any]:
+def _optimizer(param_groups, budget: Budget, schedule: Schedule, device: torch.device):
+    """AdamW over the strategy's groups, with linear warmup and decay."""
     # The fused kernel beats the multi-tensor loop on GPU and on CPU too: measured here on
     # MiniLM-L6 full fine-tuning, 0.024 s vs 0.095 s per optimizer step (2 cores).
-    return {"fused": True}
-
-
-def budget_dict(budget: Budget) -> dict[str, Any]:
-    return asdict(budget)
+    optimizer = torch.optim.AdamW(param_groups, fused=True)
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(budget.warmup_ratio * schedule.total_steps), schedule.total_steps
+    )
+    return optimizer, scheduler

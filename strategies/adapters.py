@@ -26,9 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, register_strategy
-from strategies.peft_methods import find_projections
+from ptft_bench.projections import find_projections
+from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 VARIANTS = ("houlsby", "pfeiffer", "parallel")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
@@ -105,7 +104,7 @@ class LinearWithParallelAdapter(nn.Module):
 
 
 @dataclass
-class AdapterParams:
+class AdapterStrategyConfig:
     """Bottleneck adapter parameters (AdapterHub defaults: reduction factor 16)."""
 
     variant: str = field(default="pfeiffer", metadata={"help": f"one of {', '.join(VARIANTS)}"})
@@ -151,17 +150,17 @@ class AdapterParams:
 class AdapterStrategy(Strategy):
     description = "Bottleneck adapters (Houlsby / Pfeiffer / parallel) in every block, + head."
     family = "adapter"
-    config_class = AdapterParams
+    config_class = AdapterStrategyConfig
     # Houlsby et al. 2019 searched 3e-5..3e-3; AdapterHub recommends 1e-4..1e-3 (1e-4 default).
     default_lrs = (5e-4, 1e-3)
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         cfg = self.config
-        parts = find_parts(model)
+        parts = self.bind(model, context).parts
         hidden = parts.backbone.config.hidden_size
         width = cfg.width(hidden)
         activation = cfg.activation
-        roles = find_projections(model)
+        roles = find_projections(parts)
         needed = {"houlsby": ("attn_out", "ffn_out"), "pfeiffer": ("ffn_out",)}.get(
             cfg.variant, ("ffn_in", "ffn_out")
         )

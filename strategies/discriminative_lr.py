@@ -13,8 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from ptft_bench.registry import Strategy, register_strategy
-from strategies._layers import check_range, layerwise_groups
+from ptft_bench.layers import check_range, layerwise_groups
+from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 
 @dataclass
@@ -40,7 +40,8 @@ class DiscriminativeLR(Strategy):
     config_class = DiscriminativeLRConfig
     default_lrs = (2e-5, 5e-5)
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
+        self.bind(model, context)
         for p in model.parameters():
             p.requires_grad_(True)
         return model
@@ -49,7 +50,7 @@ class DiscriminativeLR(Strategy):
         self, model: nn.Module, lr: float, weight_decay: float = 0.01
     ) -> list[dict[str, Any]]:
         return layerwise_groups(
-            model,
+            self.parts_for(model),
             self.trainable_named_parameters(model),
             lr,
             weight_decay,

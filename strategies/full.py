@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ptft_bench.registry import Strategy, register_strategy
+from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 
 @register_strategy("full")
@@ -11,7 +11,8 @@ class FullFineTuning(Strategy):
     family = "full"
     default_lrs = (2e-5, 5e-5)
 
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
+        self.bind(model, context)
         for p in model.parameters():
             p.requires_grad_(True)
         return model

@@ -20,15 +20,9 @@ from typing import Any, Literal
 from torch import nn
 
 from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, register_strategy
-from strategies._layers import (
-    check_range,
-    layerwise_groups,
-    set_trainable,
-    top_layers_predicate,
-    unique_named_parameters,
-)
+from ptft_bench.layers import check_range, layerwise_groups, set_trainable, top_layers_predicate
+from ptft_bench.model_parts import unique_named_parameters
+from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 
 @dataclass
@@ -71,12 +65,13 @@ class GradualUnfreezing(Strategy):
     # -- stages --------------------------------------------------------------------------------
     def num_stages(self, model: nn.Module) -> int:
         """Stages after the head-only one: one per block, plus one for the embeddings."""
-        return find_parts(model).num_layers + int(self.config.unfreeze_embeddings)
+        return self.parts_for(model).num_layers + int(self.config.unfreeze_embeddings)
 
     def _stage_predicate(self, model: nn.Module, stage: int) -> Callable[[str, nn.Parameter], bool]:
-        L = find_parts(model).num_layers
+        parts = self.parts_for(model)
+        L = parts.num_layers
         return top_layers_predicate(
-            model,
+            parts,
             min(stage, L),
             train_embeddings=self.config.unfreeze_embeddings and stage > L,
         )
@@ -91,7 +86,8 @@ class GradualUnfreezing(Strategy):
         return position // self.config.every
 
     # -- the contract --------------------------------------------------------------------------
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
+        self.bind(model, context)
         self.set_stage(model, 0)
         return model
 
@@ -105,7 +101,11 @@ class GradualUnfreezing(Strategy):
     ) -> list[dict[str, Any]]:
         # Includes currently frozen parameters on purpose: see the module docstring.
         return layerwise_groups(
-            model, self.trainable_named_parameters(model), lr, weight_decay, self.config.decay
+            self.parts_for(model),
+            self.trainable_named_parameters(model),
+            lr,
+            weight_decay,
+            self.config.decay,
         )
 
     def callbacks(self) -> list[TrainCallback]:

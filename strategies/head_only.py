@@ -6,9 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, register_strategy
-from strategies._layers import head_prefixes, in_any, set_trainable
+from ptft_bench.layers import head_prefixes, in_any, set_trainable
+from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 
 @dataclass
@@ -31,7 +30,7 @@ class HeadOnly(Strategy):
     # A freshly initialised head on frozen features tolerates (and needs) large rates.
     default_lrs = (1e-3, 5e-3)
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        heads = head_prefixes(find_parts(model), self.config.train_pooler)
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
+        heads = head_prefixes(self.bind(model, context).parts, self.config.train_pooler)
         set_trainable(model, lambda name, _p: in_any(name, heads))
         return model

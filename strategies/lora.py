@@ -12,14 +12,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from torch import nn
-
-from ptft_bench.registry import build_config, register_strategy
-from strategies.peft_methods import ALL_LINEAR, ROLES, PeftParams, PeftStrategy, resolve_targets
+from ptft_bench.projections import ALL_LINEAR, ROLES
+from ptft_bench.registry import register_strategy
+from strategies.peft_methods import PeftStrategy, PeftStrategyConfig
 
 
 @dataclass
-class LoraParams:
+class LoraStrategyConfig:
     """LoRA's parameters (defaults: r=8, alpha=16 on query/value, as in most GLUE setups)."""
 
     r: int = field(default=8, metadata={"help": "rank of the update"})
@@ -47,16 +46,19 @@ class LoraParams:
 class LoraStrategy(PeftStrategy):
     description = "LoRA: low-rank updates of the attention query/value projections, + head."
     family = "lora"
-    config_class = LoraParams
+    config_class = LoraStrategyConfig
     # Hu et al. 2021 (RoBERTa-base GLUE) used 4e-4..5e-4; peft's examples 1e-3.
     default_lrs = (5e-4, 1e-3)
     method = "lora"
 
-    def __init__(self, **params: Any) -> None:
-        # Skip PeftStrategy's flat-options handling: LoRA has its own small, named config.
-        self.config = build_config(LoraParams, params, owner=self.name)
+    @classmethod
+    def normalise_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        return params  # LoRA's own small, named config: no flat peft options
+
+    @property
+    def peft_params(self) -> PeftStrategyConfig:
         c = self.config
-        self.peft_params = PeftParams(
+        return PeftStrategyConfig(
             method="lora",
             targets=c.targets,
             options={
@@ -67,10 +69,6 @@ class LoraStrategy(PeftStrategy):
                 "use_dora": c.use_dora,
             },
         )
-        self.total_steps = None
-
-    def _build_peft_config(self, model: nn.Module) -> Any:
-        return self.peft_params.peft_config(resolve_targets(model, self.config.targets))
 
     def to_dict(self) -> dict[str, Any]:
         params = dataclasses.asdict(self.config)

@@ -25,14 +25,16 @@ import torch
 from torch import nn
 
 from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import ParamInfo, Strategy, _coerce, register_strategy
+from ptft_bench.model_parts import ModelParts, find_parts
+from ptft_bench.projections import find_projections, resolve_targets
+from ptft_bench.registry import (
+    ParamInfo,
+    Strategy,
+    StrategyContext,
+    coerce_value,
+    register_strategy,
+)
 
-# Roles a `targets` entry may name; anything else is passed to peft as a module-name suffix.
-ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
-ALL_LINEAR = "all-linear"
-# Leaf names of the q/k/v projections: BERT `query`, DistilBERT `q_lin`, DeBERTa-v2 `query_proj`.
-_QKV_TOKENS = {"query": {"q", "query"}, "key": {"k", "key"}, "value": {"v", "value"}}
 # Fields of peft's configs that this module sets itself (or that make no sense in a benchmark).
 _MANAGED = {
     "peft_type", "task_type", "inference_mode", "base_model_name_or_path", "revision",
@@ -40,74 +42,10 @@ _MANAGED = {
 }  # fmt: skip
 
 
-def find_projections(model: nn.Module) -> dict[str, list[str]]:
-    """Qualified names of each block's Linear layers by role, found by shape and order.
-
-    `ffn_in` maps hidden -> intermediate, `ffn_out` intermediate -> hidden; `attn_out` is the last
-    hidden -> hidden Linear before `ffn_in` (the attention output projection in every encoder
-    here); `query` / `key` / `value` are recognised by leaf name (`query`, `q_lin`, `query_proj`).
-    """
-    parts = find_parts(model)
-    hidden = parts.backbone.config.hidden_size
-    names = {id(m): n for n, m in model.named_modules()}
-    roles: dict[str, list[str]] = {r: [] for r in ROLES}
-    for block in parts.blocks:
-        linears = [(n, m) for n, m in block.named_modules() if isinstance(m, nn.Linear)]
-        square = [(n, m) for n, m in linears if m.in_features == m.out_features == hidden]
-        ffn_in = [n for n, m in linears if m.in_features == hidden and m.out_features != hidden]
-        ffn_out = [n for n, m in linears if m.out_features == hidden and m.in_features != hidden]
-        found = {"ffn_in": ffn_in, "ffn_out": ffn_out}
-        for role, tokens in _QKV_TOKENS.items():
-            found[role] = [n for n, _ in square if n.split(".")[-1].split("_")[0] in tokens]
-        qkv = {n for r in _QKV_TOKENS for n in found[r]}
-        order = [n for n, _ in linears]
-        cut = order.index(ffn_in[0]) if ffn_in else len(order)
-        out = [n for n, _ in square if n not in qkv and order.index(n) < cut]
-        found["attn_out"] = out[-1:]
-        for role, leaf_names in found.items():
-            roles[role] += [f"{names[id(block)]}.{n}" for n in leaf_names]
-    return roles
-
-
-def resolve_targets(model: nn.Module, targets: tuple[str, ...]) -> list[str]:
-    """Qualified module names for `targets` (roles, "all-linear" or module-name suffixes)."""
-    roles = find_projections(model)
-    parts = find_parts(model)
-    head = tuple(parts.head)
-    out: list[str] = []
-    for t in targets:
-        if t == ALL_LINEAR:
-            # Every Linear in the blocks: peft's own "all-linear" also catches DistilBERT's
-            # `pre_classifier`, which then clashes with modules_to_save.
-            hits = [n for r in ROLES for n in roles[r]]
-            hits += [
-                n
-                for n, m in model.named_modules()
-                if isinstance(m, nn.Linear)
-                and n.startswith(parts.blocks_prefix + ".")
-                and n not in hits
-            ]
-        elif t in roles:
-            hits = roles[t]
-        else:
-            hits = [
-                n
-                for n, m in model.named_modules()
-                if (n == t or n.endswith("." + t)) and not n.startswith(head)
-            ]
-        if not hits:
-            raise ValueError(
-                f"target {t!r} matches no module of {type(model).__name__}; use one of "
-                f"{', '.join(ROLES)}, {ALL_LINEAR!r} or a module-name suffix"
-            )
-        out += [h for h in hits if h not in out]
-    return out
-
-
-def method_supports(method: str | None, model: nn.Module) -> str | None:
-    """None if peft `method` runs on `model`, else the reason it cannot."""
+def method_supports(method: str | None, parts: ModelParts) -> str | None:
+    """None if peft `method` runs on the model of `parts`, else the reason it cannot."""
     if method == "prefix_tuning":
-        backbone = find_parts(model).backbone
+        backbone = parts.backbone
         if "past_key_values" not in inspect.signature(backbone.forward).parameters:
             return f"prefix tuning needs past_key_values, which {type(backbone).__name__} lacks"
     return None
@@ -128,7 +66,7 @@ def peft_config_class(method: str) -> type:
 
 
 @dataclass
-class PeftParams:
+class PeftStrategyConfig:
     """Parameters of a peft strategy; `options` holds fields of peft's config class."""
 
     method: str = field(default="lora", metadata={"help": "peft method, e.g. lora, ia3, boft"})
@@ -159,7 +97,7 @@ class PeftParams:
         except Exception:  # some peft configs use hints that do not resolve; skip coercion then
             hints = {}
         self.options = {
-            k: _coerce(v, hints.get(k), f"{self.method}.{k}") for k, v in self.options.items()
+            k: coerce_value(v, hints.get(k), f"{self.method}.{k}") for k, v in self.options.items()
         }
         if self.targets is not None and not self.targets:
             raise ValueError(f"peft method {self.method!r}: targets must not be empty")
@@ -183,28 +121,37 @@ class PeftStrategy(Strategy):
     """A peft method plus the classification head. Subclasses fix `method` and defaults."""
 
     family = "peft"
-    config_class = PeftParams
+    config_class = PeftStrategyConfig
     default_lrs = (5e-4, 1e-3)
     method: ClassVar[str | None] = None  # fixed by shortcuts; None = taken from the parameters
     defaults: ClassVar[dict[str, Any]] = {}  # our defaults for peft fields (literature values)
     default_targets: ClassVar[tuple[str, ...]] = ("query", "value")
 
     def __init__(self, **params: Any) -> None:
-        # Flat keywords that are not our own fields are peft options: get_strategy("ia3", x=1).
-        own = {f.name for f in dataclasses.fields(PeftParams)}
-        options = {**self.defaults, **params.pop("options", {})}
+        super().__init__(**self.normalise_params(params))
+
+    @classmethod
+    def normalise_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """Flat keywords that are not our own fields are peft options: get_strategy("ia3", x=1)."""
+        params = dict(params)
+        own = {f.name for f in dataclasses.fields(PeftStrategyConfig)}
+        options = {**cls.defaults, **params.pop("options", {})}
         options.update({k: params.pop(k) for k in list(params) if k not in own})
-        if self.method is not None:
-            if params.get("method", self.method) != self.method:
-                raise ValueError(f"{self.name}: method is fixed to {self.method!r}")
-            params["method"] = self.method
-        super().__init__(**params, options=options)
-        self.total_steps: int | None = None
+        if cls.method is not None:
+            if params.get("method", cls.method) != cls.method:
+                raise ValueError(f"{cls.name}: method is fixed to {cls.method!r}")
+            params["method"] = cls.method
+        return {**params, "options": options}
+
+    @property
+    def peft_params(self) -> PeftStrategyConfig:
+        """The peft method, targets and peft options this strategy runs."""
+        return self.config
 
     @classmethod
     def param_info(cls) -> list[ParamInfo]:
         """Shortcuts show their own defaults and peft's config class, not the generic fields."""
-        if cls.method is None or cls.config_class is not PeftParams:  # generic peft; lora
+        if cls.method is None or cls.config_class is not PeftStrategyConfig:  # generic; lora
             return super().param_info()
         from peft import PromptLearningConfig
 
@@ -227,25 +174,22 @@ class PeftStrategy(Strategy):
         info.append(ParamInfo("...", "", None, f"any other field of peft.{cfg}"))
         return info
 
-    # -- optional hooks -----------------------------------------------------------------------
     @classmethod
     def supports(cls, model: nn.Module) -> str | None:
         """None if the method runs on `model`, else the reason it cannot (for test skips)."""
-        return method_supports(cls.method, model)
-
-    def configure_for_training(self, total_steps: int) -> None:
-        """Called by the training loop before `apply` (AdaLoRA schedules its rank budget on it)."""
-        self.total_steps = int(total_steps)
+        return method_supports(cls.method, find_parts(model))
 
     # -- the contract -------------------------------------------------------------------------
-    def apply(self, model: nn.Module) -> nn.Module:
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         from peft import get_peft_model
 
-        reason = method_supports(self.method or self.config.method, model)
+        context = self.bind(model, context)
+        parts = context.parts
+        reason = method_supports(self.peft_params.method, parts)
         if reason:
             raise ValueError(f"{self.name}: {reason}")
-        peft_cfg = self._build_peft_config(model)
-        head = list(find_parts(model).head)
+        peft_cfg = self._build_peft_config(context)
+        head = list(parts.head)
         if hasattr(peft_cfg, "modules_to_save"):
             peft_cfg.modules_to_save = list(head)  # a copy: peft appends its own names to it
         wrapped = get_peft_model(model, peft_cfg)
@@ -257,32 +201,33 @@ class PeftStrategy(Strategy):
         return wrapped
 
     def callbacks(self) -> list[TrainCallback]:
-        return [AdaLoraAllocator()] if (self.method or self.config.method) == "adalora" else []
+        return [AdaLoraAllocator()] if self.peft_params.method == "adalora" else []
 
-    def _build_peft_config(self, model: nn.Module) -> Any:
-        cfg_cls = peft_config_class(self.config.method)
+    def _build_peft_config(self, context: StrategyContext) -> Any:
+        params, parts = self.peft_params, context.parts
+        cfg_cls = peft_config_class(params.method)
         fields = {f.name for f in dataclasses.fields(cfg_cls)}
         extra: dict[str, Any] = {}
         target_modules = None
         if "target_modules" in fields:
-            target_modules = resolve_targets(model, self.config.targets or self.default_targets)
-        if "feedforward_modules" in fields and "feedforward_modules" not in self.config.options:
-            ffn = {n for r in ("ffn_in", "ffn_out") for n in find_projections(model)[r]}
+            target_modules = resolve_targets(parts, params.targets or self.default_targets)
+        if "feedforward_modules" in fields and "feedforward_modules" not in params.options:
+            ffn = {n for r in ("ffn_in", "ffn_out") for n in find_projections(parts)[r]}
             extra["feedforward_modules"] = [t for t in target_modules or [] if t in ffn]
         if "num_virtual_tokens" in fields:
-            prefix = self.config.method == "prefix_tuning"
-            extra.update(self._prompt_dims(model, prefix, self.config.options))
-        if self.config.method == "adalora":
-            extra.update(self._adalora_schedule())
-        return self.config.peft_config(target_modules, **extra)
+            prefix = params.method == "prefix_tuning"
+            extra.update(self._prompt_dims(parts, prefix, params.options))
+        if params.method == "adalora":
+            extra.update(self._adalora_schedule(context.total_steps))
+        return params.peft_config(target_modules, **extra)
 
     @staticmethod
-    def _prompt_dims(model: nn.Module, prefix: bool, options: dict[str, Any]) -> dict[str, Any]:
+    def _prompt_dims(parts: ModelParts, prefix: bool, options: dict[str, Any]) -> dict[str, Any]:
         # peft reads these from config.to_dict(), which misses DistilBERT's aliases (n_layers,
         # dim); and prompts are prepended to the input embeddings, whose width differs from the
         # hidden size in ELECTRA (prefix tuning's keys/values use the hidden size).
-        cfg = find_parts(model).backbone.config
-        embed_dim = model.get_input_embeddings().embedding_dim
+        cfg = parts.backbone.config
+        embed_dim = parts.model.get_input_embeddings().embedding_dim
         dims = {
             "num_layers": cfg.num_hidden_layers,
             "num_attention_heads": cfg.num_attention_heads,
@@ -290,12 +235,12 @@ class PeftStrategy(Strategy):
         }
         return {k: v for k, v in dims.items() if k not in options}
 
-    def _adalora_schedule(self) -> dict[str, Any]:
+    def _adalora_schedule(self, total_steps: int | None) -> dict[str, Any]:
         # AdaLoRA prunes ranks between tinit and total_step - tfinal. Without a step count from
         # the loop we assume 1000 steps; warm-up 10 % and final 20 % follow the spirit of the
         # paper's schedule (Zhang et al. 2023: no pruning early, budget fixed at the end).
         opts = self.config.options
-        total = int(opts.get("total_step") or self.total_steps or 1000)
+        total = int(opts.get("total_step") or total_steps or 1000)
         return {
             "total_step": total,
             "tinit": opts.get("tinit", total // 10),

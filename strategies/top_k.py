@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, register_strategy
-from strategies._layers import check_k, set_trainable, top_layers_predicate
+from ptft_bench.layers import check_k, set_trainable, top_layers_predicate
+from ptft_bench.model_parts import ModelParts
+from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 DEFAULT_K = 1
 
@@ -60,21 +60,21 @@ class TopK(Strategy):
     # Between full fine-tuning (2e-5..5e-5) and head-only: fewer, higher layers move further.
     default_lrs = (5e-5, 1e-4)
 
-    def num_trained_blocks(self, model: nn.Module) -> int:
+    def num_trained_blocks(self, parts: ModelParts) -> int:
         """k on this model (resolves freeze_bottom); raises ValueError naming k and the depth."""
-        parts = find_parts(model)
         if self.config.freeze_bottom is not None:
             check_k(self.config.freeze_bottom, parts, "freeze_bottom")
             return parts.num_layers - self.config.freeze_bottom
         check_k(self.config.k, parts, "k")
         return self.config.k
 
-    def apply(self, model: nn.Module) -> nn.Module:
-        k = self.num_trained_blocks(model)
+    def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
+        parts = self.bind(model, context).parts
+        k = self.num_trained_blocks(parts)
         set_trainable(
             model,
             top_layers_predicate(
-                model,
+                parts,
                 k,
                 train_pooler=self.config.train_pooler,
                 train_embeddings=self.config.train_embeddings,

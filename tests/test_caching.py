@@ -6,6 +6,7 @@ import torch
 
 from ptft_bench import caching
 from ptft_bench import data as D
+from ptft_bench.model_parts import find_parts
 from ptft_bench.registry import get_strategy
 from tests.tiny_models import ARCHS, tiny_model
 
@@ -34,11 +35,11 @@ def _prepared(arch, strategy):
 )
 def test_cached_logits_equal_uncached(arch, name, params, first):
     model, trainable = _prepared(arch, get_strategy(name, **params))
-    plan = caching.plan_cache(model, trainable, changes_trainable_set=False)
+    plan = caching.plan_cache(find_parts(model), trainable, changes_trainable_set=False)
     assert isinstance(plan, caching.CachePlan), plan
     assert plan.first_trainable_block == first
     splits = {"validation": _split()}
-    cache = caching.FrozenPrefixCache(model, plan, torch.device("cpu"))
+    cache = caching.FrozenPrefixCache(find_parts(model), plan, torch.device("cpu"))
     cache.build(splits, pad_id=0, batch_size=5)
     diff = caching.max_logit_difference(cache, splits["validation"], "validation", 0, n=12)
     if arch == "deberta_v2" and name == "head_only":
@@ -60,8 +61,8 @@ def test_cached_training_step_matches_eval_mode_uncached():
         opt = torch.optim.SGD([p for n, p in model.named_parameters() if n in trainable], lr=0.1)
         batch = D.collate(split, np.arange(8), 0)
         if use_cache:
-            plan = caching.plan_cache(model, trainable, False)
-            cache = caching.FrozenPrefixCache(model, plan, torch.device("cpu"))
+            plan = caching.plan_cache(find_parts(model), trainable, False)
+            cache = caching.FrozenPrefixCache(find_parts(model), plan, torch.device("cpu"))
             cache.build({"train": split}, 0, 4)
             cache.install()
             cache.set_batch("train", np.arange(8), batch["input_ids"].shape[1])
@@ -90,11 +91,11 @@ def test_caching_refused_when_the_bottom_trains(name, params, why):
     s = get_strategy(name, **params)
     model, trainable = _prepared("bert", s)
     changes = any(cb.changes_trainable_set() for cb in s.callbacks())
-    plan = caching.plan_cache(model, trainable, changes)
+    plan = caching.plan_cache(find_parts(model), trainable, changes)
     assert isinstance(plan, str) and why in plan
 
 
 def test_electra_projection_is_refused():
     model, trainable = _prepared("electra", get_strategy("head_only"))
-    plan = caching.plan_cache(model, trainable, False)
+    plan = caching.plan_cache(find_parts(model), trainable, False)
     assert isinstance(plan, str) and "embeddings_project" in plan

@@ -19,7 +19,7 @@ from e2e_fixtures import make_csv_task, make_tiny_model_dir
 
 from ptft_bench.cli import _tasks, main
 from ptft_bench.config import load_suite
-from ptft_bench.runner import expand
+from ptft_bench.plan import expand
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import pytest
 
 from ptft_bench.config import bundled_suites, load_suite, suite_from_dict
 from ptft_bench.errors import UserError
+from ptft_bench.plan import expand, shard
 from ptft_bench.registry import strategy_class
-from ptft_bench.runner import expand, shard
 
 SUITE_TOML = """
 description = "a test suite"
@@ -145,7 +145,7 @@ def test_strategies_override_picks_suite_variants_and_new_ones(tmp_path):
     suite = load_suite(path, {"strategies": ["lora:r=16,alpha=32", "bitfit"]})
     lora, bitfit = expand(suite)[0], [s for s in expand(suite) if s.variant.name == "bitfit"]
     assert lora.variant.name == "lora"
-    assert lora.resolved_params["r"] == 16 and lora.resolved_params["alpha"] == 32
+    assert lora.strategy_params["r"] == 16 and lora.strategy_params["alpha"] == 32
     assert lora.variant.label() == "lora(alpha=32,r=16)"
     assert bitfit
 
@@ -339,7 +339,7 @@ def test_budget_fields_that_change_results_are_in_the_run_id():
     # every Budget field that can change the numbers reaches the id; logging, evaluation batch
     # size and the cache's memory cap change only speed, so they do not force a rerun
     spec = one_spec()
-    from ptft_bench.train import Budget
+    from ptft_bench.config import Budget
 
     speed_only = {"log_every", "eval_batch_size", "cache_max_mb"}
     assert set(spec.key["budget"]) == {f.name for f in dataclasses.fields(Budget)} - speed_only

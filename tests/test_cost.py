@@ -5,6 +5,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
 from ptft_bench import cost
+from ptft_bench.model_parts import find_parts
 
 
 def tiny_bert(hidden=4, inter=8, layers=2, labels=2, vocab=10):
@@ -78,7 +79,7 @@ def test_checkpoint_bytes_grow_with_state():
 def test_peak_memory_sees_an_allocation():
     import time
 
-    from ptft_bench.sweep import release_memory
+    from ptft_bench.execute import release_memory
 
     # Freed-but-resident heap from earlier tests could serve the allocation without the resident
     # set growing: hand it back to the OS first (as the sweep does between runs).
@@ -105,7 +106,7 @@ def test_flops_meter_follows_the_trainable_set_step_by_step():
     m = tiny_bert()
     for n, p in m.named_parameters():
         p.requires_grad_(n.startswith(("classifier", "bert.pooler")))
-    meter = cost.FlopsMeter(m, None)
+    meter = cost.FlopsMeter(cost.flops_model(m), find_parts(m))
     st = TrainState(m, None, batch_positions=100, batch_width=10)
     meter.on_step_end(st)
     assert meter.total == 100 * (880 + 96)  # head only: see the hand-checked case above

@@ -9,7 +9,9 @@ import torch
 
 from ptft_bench import get_strategy
 from ptft_bench.callbacks import TrainState
-from strategies.peft_methods import find_projections
+from ptft_bench.model_parts import find_parts
+from ptft_bench.projections import find_projections
+from ptft_bench.registry import StrategyContext
 from tests.tiny_models import ARCHS, tiny_batch, tiny_model
 
 SHORTCUTS = [
@@ -43,7 +45,7 @@ def _train_steps(strategy, model, batch, steps: int = 2) -> None:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_projections_found_in_every_block(arch):
-    roles = find_projections(tiny_model(arch))
+    roles = find_projections(find_parts(tiny_model(arch)))
     assert {r: len(v) for r, v in roles.items()} == dict.fromkeys(roles, 3)
 
 
@@ -178,8 +180,8 @@ def test_prefix_tuning_reports_unsupported_architectures():
 
 def test_adalora_schedule_and_rank_allocation():
     strategy = get_strategy("adalora")
-    strategy.configure_for_training(total_steps=10)
-    model = strategy.apply(tiny_model("bert"))
+    base = tiny_model("bert")
+    model = strategy.apply(base, StrategyContext.of(base, total_steps=10))
     cfg = model.peft_config["default"]
     assert (cfg.total_step, cfg.tinit, cfg.tfinal) == (10, 1, 2)
     (callback,) = strategy.callbacks()

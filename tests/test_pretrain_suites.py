@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ptft_bench.config import load_suite
+from ptft_bench.plan import expand
 from ptft_bench.pretrain.blocks import pack_blocks, tokenize_documents
 from ptft_bench.pretrain.configs import build_scratch_model, get_scratch_config, train_tokenizer
 from ptft_bench.pretrain.corpus import Document
@@ -20,7 +21,6 @@ from ptft_bench.pretrain.loop import (
     head_only_parameters,
     train,
 )
-from ptft_bench.runner import expand
 
 WORDS = "the a film movie is was good bad great dull plot actor scene story funny slow".split()
 

@@ -3,6 +3,7 @@ failed runs and --retry-failed."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,35 +17,12 @@ import pytest
 from e2e_fixtures import make_csv_task, make_tiny_model_dir
 
 from ptft_bench.cli import main
+from ptft_bench.record import RunRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Every key of the DESIGN run record.
-RECORD_KEYS = {
-    "run_id",
-    "suite",
-    "task",
-    "strategy",
-    "strategy_params",
-    "lr",
-    "seed",
-    "model",
-    "status",
-    "error",
-    "metrics",
-    "primary_metric",
-    "trainable_params",
-    "total_params",
-    "train_seconds",
-    "eval_seconds",
-    "train_samples_per_second",
-    "train_tokens_per_second",
-    "peak_memory_bytes",
-    "checkpoint_bytes",
-    "train_flops",
-    "history",
-    "env",
-}
+# Every field of the run record (its dataclass is the only definition).
+RECORD_KEYS = {f.name for f in dataclasses.fields(RunRecord)} - {"extra"}
 ENV_KEYS = {"python", "torch", "transformers", "device", "git_commit", "config_hash"}
 
 
@@ -118,7 +96,10 @@ def test_records_have_every_design_key(two_runs):
     plan = json.loads((two_runs[0] / "plan.json").read_text())
     assert sorted(r["run_id"] for r in plan["runs"]) == sorted(recs)
     for run_id, r in recs.items():
-        assert RECORD_KEYS <= set(r), RECORD_KEYS - set(r)
+        assert set(r) == RECORD_KEYS, set(r) ^ RECORD_KEYS
+        assert r["schema_version"] == 2 and r["learning_check"]["first_loss"] > 0
+        assert set(r["predictions"]["splits"]) == {"validation", "test"}
+        assert (two_runs[0] / r["predictions"]["file"]).is_file()
         assert ENV_KEYS <= set(r["env"]), ENV_KEYS - set(r["env"])
         assert r["run_id"] == run_id and r["status"] == "ok" and r["error"] is None
         assert r["env"]["config_hash"] and r["env"]["device"] in ("cpu", "cuda")

@@ -54,9 +54,7 @@ def test_registry_has_glue_and_movie_tasks():
     assert get_spec("cola").primary_metric == "mcc"
     assert get_spec("stsb").is_regression and get_spec("stsb").num_labels == 1
     assert get_spec("mrpc").primary_metric == "f1" and get_spec("qqp").primary_metric == "f1"
-    assert (
-        get_spec("mnli").extra_test_splits == ("mismatched",) and get_spec("mnli").num_labels == 3
-    )
+    assert get_spec("mnli").num_labels == 3
     assert get_spec("SST-2") is get_spec("sst2")
 
 

@@ -25,10 +25,21 @@ from ptft_bench.pretrain.configs import SCRATCH_CONFIGS
 from ptft_bench.pretrain.corpus import DOC_SPLITS
 from ptft_bench.pretrain.filters import CleanConfig
 from ptft_bench.pretrain.loop import TrainConfig
+from ptft_bench.pretrain.pipeline import PretrainOptions, run_pretrain
 
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``pretrain`` flags to ``parser``."""
+    """Add the ``pretrain`` flags to ``parser``, in the three groups ``--help`` shows."""
+    _add_model_arguments(parser)
+    _add_cleaning_arguments(parser)
+    _add_training_arguments(parser)
+
+
+# The three helpers below are argument tables: one `add_argument` per flag, in --help order.
+# Defaults come from CleanConfig / TrainConfig where a field exists, so the two cannot disagree.
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("what to train")
     g.add_argument(
         "--objective",
@@ -71,6 +82,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--report-only", action="store_true", help="print the corpus report and stop")
 
+
+def _add_cleaning_arguments(parser: argparse.ArgumentParser) -> None:
     d = parser.add_argument_group("corpus cleaning")
     c = CleanConfig()
     d.add_argument(
@@ -114,6 +127,8 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of documents held out for before/after metrics",
     )
 
+
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
     t = parser.add_argument_group("training")
     tc = TrainConfig
     t.add_argument("--block-size", type=int, default=128, help="tokens per packed block")
@@ -171,19 +186,18 @@ def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CPU threads for torch (1 is fastest on a busy shared machine)",
     )
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--quiet",
+        "--no-progress",
+        dest="no_progress",
+        action="store_true",
+        help="no progress bars, no library loading bars or warnings",
+    )
 
 
-def _configs(args: argparse.Namespace):
-    from ptft_bench.pretrain.pipeline import PretrainOptions
-
-    objective = args.objective
-    if objective is None:
-        objective = SCRATCH_CONFIGS[args.from_scratch].objective if args.from_scratch else "mlm"
-    if args.out is None and not args.report_only:
-        raise UserError("no output folder: pass --out DIR (or --report-only)")
+def _clean_config(args: argparse.Namespace) -> CleanConfig:
     try:
-        clean = CleanConfig(
+        return CleanConfig(
             min_words=args.min_words,
             max_words=args.max_words,
             max_non_letter=args.max_non_letter,
@@ -194,10 +208,13 @@ def _configs(args: argparse.Namespace):
         )
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+def _train_config(args: argparse.Namespace, objective: str) -> TrainConfig:
     budget = (args.max_steps, args.max_tokens)
     if args.report_only and budget == (None, None):
         budget = (1, None)  # no training happens; the budget check would only get in the way
-    train = TrainConfig(
+    return TrainConfig(
         objective=objective,
         batch_size=args.batch_size,
         max_steps=budget[0],
@@ -216,6 +233,17 @@ def _configs(args: argparse.Namespace):
         fit_head_steps=args.fit_head_steps,
         fit_head_lr=args.fit_head_lr,
     )
+
+
+def _configs(args: argparse.Namespace) -> tuple[PretrainOptions, TrainConfig]:
+    """The run's options and training settings from the parsed flags (bad values: UserError)."""
+    objective = args.objective
+    if objective is None:
+        objective = SCRATCH_CONFIGS[args.from_scratch].objective if args.from_scratch else "mlm"
+    if args.out is None and not args.report_only:
+        raise UserError("no output folder: pass --out DIR (or --report-only)")
+    clean = _clean_config(args)
+    train = _train_config(args, objective)
     if args.whole_word_mask and objective != "mlm":
         raise UserError("--whole-word-mask applies to --objective mlm only")
     opts = PretrainOptions(
@@ -236,10 +264,11 @@ def _configs(args: argparse.Namespace):
 
 def run_pretrain_command(args: argparse.Namespace) -> int:
     """Run ``ptft-bench pretrain``; bad input raises UserError (the CLI prints it, exit 2)."""
-    from ptft_bench.models import set_offline_defaults
-    from ptft_bench.pretrain.pipeline import run_pretrain
+    from ptft_bench.models import quiet_libraries, set_offline_defaults
 
     set_offline_defaults()
+    if args.no_progress:
+        quiet_libraries()
     if args.threads is not None:
         import torch
 
@@ -265,23 +294,3 @@ def run_pretrain_command(args: argparse.Namespace) -> int:
         f"({record['tokens_per_second'] or 0:,.0f} tokens/s); wrote {opts.out}"
     )
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m ptft_bench.pretrain.cli``) until the main CLI wires it."""
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="ptft-bench pretrain", description=__doc__.splitlines()[0]
-    )
-    add_pretrain_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_pretrain_command(args)
-    except UserError as e:
-        print(f"ptft-bench: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

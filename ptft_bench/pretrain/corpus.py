@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptft_bench.errors import UserError
+from ptft_bench.errors import UserError, first_line
 
 DOC_SPLITS = ("auto", "line", "paragraph", "file")
 TEXT_SUFFIXES = {".txt", ".text", ".tokens", ".md", ""}
@@ -88,7 +88,7 @@ def _read_table_column(path: Path, column: str, spec: str) -> list[str]:
         else:
             frame = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
     except ValueError as e:
-        raise UserError(f"cannot parse corpus table {path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot parse corpus table {path}: {first_line(e)}") from None
     if column not in frame.columns:
         raise UserError(
             f"corpus {spec}: no column {column!r} in {path.name}; columns are "

@@ -175,6 +175,87 @@ def is_heldout(text: str, share: float) -> bool:
     return h / 2**64 < share
 
 
+@dataclass
+class _Drops:
+    """Documents and words dropped per reason (every reason present, zero when unused)."""
+
+    docs: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+    words: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REASONS, 0))
+
+    def add(self, reason: str, text: str) -> None:
+        self.docs[reason] += 1
+        self.words[reason] += len(text.split())
+
+
+def _normalise_and_dedup(
+    docs: list[Document], config: CleanConfig, exclude: set[str] | None, drops: _Drops
+) -> tuple[list[Document], int]:
+    """Steps 1, 2 and 2b: (normalised documents kept, how many normalisation changed)."""
+    changed = 0
+    kept: list[Document] = []
+    seen: set[bytes] = set()
+    for doc in docs:
+        text = normalise_text(doc.text)
+        changed += text != doc.text
+        if not text:
+            drops.add("empty", doc.text)
+            continue
+        if config.dedup:
+            digest = hashlib.sha1(text.encode()).digest()
+            if digest in seen:
+                drops.add("duplicate", text)
+                continue
+            seen.add(digest)
+        if exclude and text_key(text) in exclude:
+            drops.add("eval_overlap", text)
+            continue
+        kept.append(Document(text, doc.source))
+    return kept, changed
+
+
+def _filter_documents(
+    docs: list[Document], boiler: set[str], config: CleanConfig, drops: _Drops
+) -> tuple[list[Document], int]:
+    """Steps 3 and 4: (survivors, boilerplate lines removed)."""
+    lines_removed = 0
+    survivors: list[Document] = []
+    for doc in docs:
+        text = doc.text
+        if boiler:
+            lines = text.split("\n")
+            rest = [line for line in lines if line not in boiler]
+            lines_removed += len(lines) - len(rest)
+            text = normalise_text("\n".join(rest))
+            if not text:
+                drops.add("boilerplate", doc.text)
+                continue
+        n_words = len(text.split())
+        if n_words < config.min_words:
+            drops.add("too_short", text)
+        elif n_words > config.max_words:
+            drops.add("too_long", text)
+        elif non_letter_share(text) > config.max_non_letter:
+            drops.add("non_letter", text)
+        else:
+            survivors.append(Document(text, doc.source))
+    return survivors, lines_removed
+
+
+def _drop_near_duplicates(
+    docs: list[Document], config: CleanConfig, drops: _Drops
+) -> list[Document]:
+    """Step 5."""
+    if config.near_dup_threshold <= 0 or not docs:
+        return docs
+    flags = near_duplicate_flags(
+        [d.text for d in docs], config.near_dup_threshold, config.num_perm, config.shingle_words
+    )
+    for doc, flag in zip(docs, flags):
+        if flag:
+            drops.add("near_duplicate", doc.text)
+    return [d for d, flag in zip(docs, flags) if not flag]
+
+
 def clean_corpus(
     docs: list[Document], config: CleanConfig | None = None, exclude: set[str] | None = None
 ) -> CleanResult:
@@ -183,77 +264,20 @@ def clean_corpus(
     ``exclude``: :func:`text_key` values of texts that must not be trained on (``eval_overlap``).
     """
     config = config or CleanConfig()
-    dropped = dict.fromkeys(REASONS, 0)
-    dropped_words = dict.fromkeys(REASONS, 0)
-
-    def drop(reason: str, text: str) -> None:
-        dropped[reason] += 1
-        dropped_words[reason] += len(text.split())
-
-    changed = 0
-    kept: list[Document] = []
-    seen: set[bytes] = set()
-    for doc in docs:
-        text = normalise_text(doc.text)
-        changed += text != doc.text
-        if not text:
-            drop("empty", doc.text)
-            continue
-        if config.dedup:
-            digest = hashlib.sha1(text.encode()).digest()
-            if digest in seen:
-                drop("duplicate", text)
-                continue
-            seen.add(digest)
-        if exclude and text_key(text) in exclude:
-            drop("eval_overlap", text)
-            continue
-        kept.append(Document(text, doc.source))
-
+    drops = _Drops()
+    kept, changed = _normalise_and_dedup(docs, config, exclude, drops)
     boiler = find_boilerplate(
         [d.text for d in kept], config.boilerplate_min_docs, config.boilerplate_min_chars
     )
-    lines_removed = 0
-    survivors: list[Document] = []
-    for doc in kept:
-        text = doc.text
-        if boiler:
-            lines = text.split("\n")
-            rest = [line for line in lines if line not in boiler]
-            lines_removed += len(lines) - len(rest)
-            text = normalise_text("\n".join(rest))
-            if not text:
-                drop("boilerplate", doc.text)
-                continue
-        n_words = len(text.split())
-        if n_words < config.min_words:
-            drop("too_short", text)
-        elif n_words > config.max_words:
-            drop("too_long", text)
-        elif non_letter_share(text) > config.max_non_letter:
-            drop("non_letter", text)
-        else:
-            survivors.append(Document(text, doc.source))
-
-    if config.near_dup_threshold > 0 and survivors:
-        flags = near_duplicate_flags(
-            [d.text for d in survivors],
-            config.near_dup_threshold,
-            config.num_perm,
-            config.shingle_words,
-        )
-        for doc, flag in zip(survivors, flags):
-            if flag:
-                drop("near_duplicate", doc.text)
-        survivors = [d for d, flag in zip(survivors, flags) if not flag]
-
+    survivors, lines_removed = _filter_documents(kept, boiler, config, drops)
+    survivors = _drop_near_duplicates(survivors, config, drops)
     heldout = [d for d in survivors if is_heldout(d.text, config.heldout)]
     train = [d for d in survivors if not is_heldout(d.text, config.heldout)]
     return CleanResult(
         train=train,
         heldout=heldout,
-        dropped=dropped,
-        dropped_words=dropped_words,
+        dropped=drops.docs,
+        dropped_words=drops.words,
         boilerplate_lines=sorted(boiler)[:20],
         lines_removed=lines_removed,
         normalised_changed=changed,

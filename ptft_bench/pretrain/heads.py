@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ptft_bench.errors import UserError
+from ptft_bench.errors import UserError, first_line
 
 # Attributes holding the whole LM head (transform + decoder), in the order they are tried.
 HEAD_ATTRIBUTES = ("cls", "lm_head")
@@ -62,10 +62,10 @@ def load_lm(path: str, objective: str, spec: str | None = None) -> LoadedLM:
         kind = "masked-LM" if objective == "mlm" else "causal-LM"
         raise UserError(
             f"model {spec or path} has no {kind} architecture in transformers "
-            f"({str(e).splitlines()[0][:120]}): pick the other --objective or another --model"
+            f"({first_line(e, limit=120)}): pick the other --objective or another --model"
         ) from None
     except OSError as e:
-        raise UserError(f"cannot load model {spec or path}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot load model {spec or path}: {first_line(e)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = list(info.get("missing_keys", []))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -29,10 +28,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ptft_bench.atomic import replace_dir
 from ptft_bench.errors import UserError
 from ptft_bench.pretrain.blocks import Blocks
-from ptft_bench.pretrain.collate import causal_batch, make_mlm_collator, mlm_batch
-from ptft_bench.pretrain.heads import lm_loss
+from ptft_bench.pretrain.collate import MLMCollator, causal_batch, make_mlm_collator, mlm_batch
+from ptft_bench.pretrain.heads import HEAD_ATTRIBUTES, lm_loss
 
 EVAL_MASK_SEED = 20240229
 CHECKPOINT_DIR = "checkpoints"
@@ -131,6 +131,13 @@ def batch_indices(step: int, n_blocks: int, batch_size: int, seed: int) -> list[
     return out
 
 
+def make_collator(tokenizer, cfg: TrainConfig, seed: int) -> MLMCollator | None:
+    """The masking collator of a masked-LM run (None for causal LM: its labels need no draw)."""
+    if cfg.objective != "mlm":
+        return None
+    return make_mlm_collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, seed)
+
+
 def make_batch(
     blocks: Blocks, index: list[int], cfg: TrainConfig, collator, mask_seed: int
 ) -> dict:
@@ -170,11 +177,7 @@ def evaluate(
 def eval_batches(blocks: Blocks, tokenizer, cfg: TrainConfig) -> list[dict]:
     """Held-out batches, masked once with the fixed ``EVAL_MASK_SEED``."""
     n = min(len(blocks), cfg.max_eval_blocks)
-    collator = None
-    if cfg.objective == "mlm":
-        collator = make_mlm_collator(
-            tokenizer, cfg.mlm_probability, cfg.whole_word_mask, EVAL_MASK_SEED
-        )
+    collator = make_collator(tokenizer, cfg, EVAL_MASK_SEED)
     batches = []
     for start in range(0, n, cfg.eval_batch_size):
         index = list(range(start, min(n, start + cfg.eval_batch_size)))
@@ -182,7 +185,10 @@ def eval_batches(blocks: Blocks, tokenizer, cfg: TrainConfig) -> list[dict]:
     return batches
 
 
-def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+def _optimizer_and_scheduler(model, cfg: TrainConfig, total: int):
+    """AdamW (weight decay on matrices only) and a linear warmup / decay over ``total`` steps."""
+    from transformers import get_scheduler
+
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -192,7 +198,12 @@ def _optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * total)
+    scheduler = get_scheduler(
+        "linear", optimizer, num_warmup_steps=warmup, num_training_steps=total
+    )
+    return optimizer, scheduler
 
 
 def _rng_state() -> dict:
@@ -234,8 +245,7 @@ def save_checkpoint(
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(_rng_state(), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps({"state": asdict(state), "meta": meta}, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     for old in list_checkpoints(out_dir)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -259,8 +269,6 @@ def load_checkpoint(path: Path, model, optimizer, scheduler, meta: dict) -> Trai
 
 def head_only_parameters(model) -> list[torch.nn.Parameter]:
     """Parameters of the LM head that are not shared with the input embeddings (a tied decoder)."""
-    from ptft_bench.pretrain.heads import HEAD_ATTRIBUTES
-
     head = next(
         (
             getattr(model, a)
@@ -294,9 +302,7 @@ def fit_head(
         p.requires_grad_(id(p) in frozen)
     fresh = evaluate(model, held, device, cfg)
     optimizer = torch.optim.AdamW(params, lr=cfg.fit_head_lr, weight_decay=0.0)
-    collator = None
-    if cfg.objective == "mlm":
-        collator = make_mlm_collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed)
+    collator = make_collator(tokenizer, cfg, cfg.seed)
     tokens, t0, losses = 0, time.perf_counter(), []
     model.train()
     for step in range(cfg.fit_head_steps):
@@ -321,6 +327,57 @@ def fit_head(
     }
 
 
+def _checkpoint_meta(meta: dict | None, cfg: TrainConfig) -> dict:
+    """Settings that must not change across a resume, in the form ``state.json`` holds them."""
+    meta = {**(meta or {}), "train": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
+    return json.loads(json.dumps(meta))  # what state.json will hold, so comparisons are exact
+
+
+def _fresh_state(
+    model, train_blocks: Blocks, held: list[dict], tokenizer, cfg: TrainConfig, device
+) -> TrainState:
+    """Seed every RNG, fit a fresh head if asked, and score the model "before" training."""
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    head_fit = None
+    if cfg.fit_head_steps:
+        head_fit = fit_head(model, train_blocks, held, tokenizer, cfg, device)
+        torch.manual_seed(cfg.seed)  # the main run's dropout does not depend on the head fit
+    return TrainState(before=evaluate(model, held, device, cfg), head_fit=head_fit)
+
+
+def _train_step(
+    model,
+    blocks: Blocks,
+    collator,
+    optimizer,
+    scheduler,
+    cfg: TrainConfig,
+    state: TrainState,
+    device,
+) -> float:
+    """One optimizer step on batch ``state.step``; advances ``state`` and returns the loss."""
+    t0 = time.perf_counter()
+    index = batch_indices(state.step, len(blocks), cfg.batch_size, cfg.seed)
+    batch = _to(make_batch(blocks, index, cfg, collator, (cfg.seed << 32) + state.step), device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = lm_loss(model, batch, sparse=cfg.sparse)
+    if not torch.isfinite(out.loss):
+        raise FloatingPointError(f"loss is {float(out.loss)} at step {state.step}: lower --lr")
+    out.loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss = float(out.loss.detach())
+    state.step += 1
+    state.tokens += int(batch["input_ids"].numel())
+    state.seconds += time.perf_counter() - t0
+    return loss
+
+
 def train(
     model,
     tokenizer,
@@ -338,38 +395,20 @@ def train(
     ``stop_after`` ends the run early after that many steps (after checkpointing): the test of
     resume uses it to simulate an interrupted run.
     """
-    from transformers import get_scheduler
-
     if len(train_blocks) == 0:
         raise UserError("the corpus gives no full training block: add text or lower --block-size")
-    meta = {**(meta or {}), "train": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
-    meta = json.loads(json.dumps(meta))  # what state.json will hold, so comparisons are exact
+    meta = _checkpoint_meta(meta, cfg)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    block_size = int(train_blocks.input_ids.shape[1])
-    total = cfg.total_steps(block_size)
-    warmup = cfg.warmup_steps if cfg.warmup_steps is not None else round(cfg.warmup_ratio * total)
-    optimizer = _optimizer(model, cfg)
-    scheduler = get_scheduler(
-        "linear", optimizer, num_warmup_steps=warmup, num_training_steps=total
-    )
-    collator = None
-    if cfg.objective == "mlm":
-        collator = make_mlm_collator(tokenizer, cfg.mlm_probability, cfg.whole_word_mask, cfg.seed)
+    total = cfg.total_steps(block_size=int(train_blocks.input_ids.shape[1]))
+    optimizer, scheduler = _optimizer_and_scheduler(model, cfg, total)
+    collator = make_collator(tokenizer, cfg, cfg.seed)
     held = eval_batches(heldout_blocks, tokenizer, cfg)
-
     checkpoints = list_checkpoints(out_dir)
     if resume and checkpoints:
         state = load_checkpoint(checkpoints[-1], model, optimizer, scheduler, meta)
     else:
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        head_fit = None
-        if cfg.fit_head_steps:
-            head_fit = fit_head(model, train_blocks, held, tokenizer, cfg, device)
-            torch.manual_seed(cfg.seed)  # the main run's dropout does not depend on the head fit
-        state = TrainState(before=evaluate(model, held, device, cfg), head_fit=head_fit)
+        state = _fresh_state(model, train_blocks, held, tokenizer, cfg, device)
 
     model.train()
     bar = tqdm(
@@ -377,30 +416,13 @@ def train(
     )
     end = total if stop_after is None else min(total, stop_after)
     while state.step < end:
-        t0 = time.perf_counter()
-        index = batch_indices(state.step, len(train_blocks), cfg.batch_size, cfg.seed)
-        batch = _to(
-            make_batch(train_blocks, index, cfg, collator, (cfg.seed << 32) + state.step), device
-        )
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = lm_loss(model, batch, sparse=cfg.sparse)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"loss is {float(out.loss)} at step {state.step}: lower --lr")
-        out.loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = float(out.loss.detach())
-        state.step += 1
-        state.tokens += int(batch["input_ids"].numel())
-        state.seconds += time.perf_counter() - t0
+        loss = _train_step(model, train_blocks, collator, optimizer, scheduler, cfg, state, device)
         if state.step % cfg.log_every == 0 or state.step == total:
-            lr = scheduler.get_last_lr()[0]
-            state.history.append({"step": state.step, "loss": loss_value, "lr": lr})
+            state.history.append(
+                {"step": state.step, "loss": loss, "lr": scheduler.get_last_lr()[0]}
+            )
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.set_postfix(loss=f"{loss:.3f}")
         if (cfg.save_every and state.step % cfg.save_every == 0) or state.step == end:
             save_checkpoint(out_dir, model, optimizer, scheduler, state, cfg.keep_checkpoints, meta)
     bar.close()

@@ -2,32 +2,46 @@
 
 The output folder holds the model (with its LM head), the tokenizer, ``data_report.json``,
 ``pretrain_record.json`` and ``checkpoints/``; it loads as ``--model DIR`` in the fine-tuning
-benchmark (``AutoModelForSequenceClassification`` drops the LM head).
+benchmark (``AutoModelForSequenceClassification`` drops the LM head). Every file is written
+atomically (:mod:`ptft_bench.atomic`); the record's ``env`` is the project's machine description
+(:func:`ptft_bench.env.describe`) plus the tokenizers / datasketch versions.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ptft_bench.atomic import json_safe, save_with, write_text
+from ptft_bench.env import describe
 from ptft_bench.errors import UserError
-from ptft_bench.pretrain.blocks import pack_blocks, tokenize_documents
+from ptft_bench.pretrain.blocks import Blocks, pack_blocks, tokenize_documents
 from ptft_bench.pretrain.configs import build_scratch_model, get_scratch_config, train_tokenizer
 from ptft_bench.pretrain.corpus import read_corpus
 from ptft_bench.pretrain.filters import CleanConfig, clean_corpus, text_key
 from ptft_bench.pretrain.heads import LoadedLM, head_is_tied, load_lm
-from ptft_bench.pretrain.loop import TrainConfig, list_checkpoints, train
+from ptft_bench.pretrain.loop import TrainConfig, TrainState, list_checkpoints, train
 from ptft_bench.pretrain.report import build_report, format_report
 
 RECORD_NAME = "pretrain_record.json"
 REPORT_NAME = "data_report.json"
+# The data report's counts copied into the record, so one file tells what a model was trained on.
+CORPUS_STATS_KEYS = (
+    "documents_in",
+    "documents_out",
+    "documents_train",
+    "documents_heldout",
+    "tokens_in",
+    "tokens_out",
+    "train_blocks",
+    "heldout_blocks",
+    "dropped",
+    "unk_share",
+)
 
 
 @dataclass
@@ -47,10 +61,10 @@ class PretrainOptions:
     exclude_eval_of: list[str] = field(default_factory=list)  # task names (decontamination)
 
 
-def _env() -> dict[str, Any]:
+def run_environment() -> dict[str, Any]:
+    """The project's machine description plus the libraries only pretraining uses."""
     import tokenizers
     import torch
-    import transformers
 
     try:
         import datasketch
@@ -58,26 +72,22 @@ def _env() -> dict[str, Any]:
         sketch = getattr(datasketch, "__version__", "unknown")
     except ImportError:
         sketch = None
-    return {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "datasketch": sketch,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "device_name": torch.cuda.get_device_name(0)
-        if torch.cuda.is_available()
-        else platform.processor(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
+    # `torch_threads` predates `threads` (same value): kept so older readers still find it.
+    return describe(
+        tokenizers=tokenizers.__version__,
+        datasketch=sketch,
+        torch_threads=torch.get_num_threads(),
+    )
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Whole or not at all: a temporary file, then rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
+    """Atomically, in insertion order: the record and the report read top to bottom (the length
+    histogram's bins in order), which `atomic.write_json`'s sorted keys would scramble."""
+    write_text(path, json.dumps(json_safe(data), indent=2, default=str))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _check_out_dir(out: Path, resume: bool) -> None:
@@ -89,29 +99,33 @@ def _check_out_dir(out: Path, resume: bool) -> None:
         )
 
 
+def _scratch_tokenizer(opts: PretrainOptions, family: str, texts: list[str]) -> tuple[Any, str]:
+    """(tokenizer, where it came from) for a from-scratch model."""
+    from ptft_bench.models import load_tokenizer
+
+    if opts.resume and (opts.out / "tokenizer_config.json").exists():
+        # The tokenizer of the interrupted run, not a retrained one: ids must not move.
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(opts.out), "saved with the interrupted run"
+    if opts.model:
+        return load_tokenizer(opts.model), f"taken from {opts.model}"
+    tokenizer = train_tokenizer(texts, family, opts.vocab_size)
+    kind = "WordPiece" if family == "bert" else "byte-level BPE"
+    return tokenizer, f"{kind} trained on the corpus (vocab {len(tokenizer)})"
+
+
 def _tokenizer_and_model(opts: PretrainOptions, objective: str, texts: list[str], seed: int):
-    """(tokenizer, LoadedLM or None for from-scratch (built later), notes)."""
+    """(tokenizer, LoadedLM (None with --report-only), notes for the user)."""
     from ptft_bench.models import load_tokenizer, resolve_model_path
 
-    out = opts.out
     if opts.from_scratch:
         cfg = get_scratch_config(opts.from_scratch)
         if cfg.objective != objective:
             raise UserError(
                 f"--from-scratch {cfg.name} is a {cfg.objective} model: use --objective {cfg.objective}"
             )
-        if opts.resume and (out / "tokenizer_config.json").exists():
-            # The tokenizer of the interrupted run, not a retrained one: ids must not move.
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(out)
-            source = "saved with the interrupted run"
-        elif opts.model:
-            tokenizer, source = load_tokenizer(opts.model), f"taken from {opts.model}"
-        else:
-            tokenizer = train_tokenizer(texts, cfg.family, opts.vocab_size)
-            kind = "WordPiece" if cfg.family == "bert" else "byte-level BPE"
-            source = f"{kind} trained on the corpus (vocab {len(tokenizer)})"
+        tokenizer, source = _scratch_tokenizer(opts, cfg.family, texts)
         if opts.report_only:
             return tokenizer, None, [f"tokenizer {source}"]
         model = build_scratch_model(cfg, tokenizer, seed)
@@ -148,7 +162,28 @@ def eval_text_keys(tasks: list[str]) -> set[str]:
     return keys
 
 
-def prepare_and_report(opts: PretrainOptions, objective: str, seed: int):
+@dataclass
+class PreparedRun:
+    """What is built before training: tokenizer, model, notes, corpus report and blocks."""
+
+    tokenizer: Any
+    loaded: LoadedLM | None  # None with --report-only
+    notes: list[str]
+    report: dict[str, Any]
+    train_blocks: Blocks
+    held_blocks: Blocks
+
+
+def _check_block_size(loaded: LoadedLM, block_size: int) -> None:
+    config = loaded.model.config
+    max_pos = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None
+    )
+    if max_pos and block_size > max_pos:
+        raise UserError(f"--block-size {block_size} exceeds the model's {max_pos} positions")
+
+
+def prepare_and_report(opts: PretrainOptions, objective: str, seed: int) -> PreparedRun:
     """Read, clean, tokenise and pack the corpus; print the report. Returns everything built."""
     docs, sources = read_corpus(opts.corpus, opts.doc_split)
     exclude = eval_text_keys(opts.exclude_eval_of) if opts.exclude_eval_of else None
@@ -161,13 +196,7 @@ def prepare_and_report(opts: PretrainOptions, objective: str, seed: int):
         opts, objective, [d.text for d in clean.train], seed
     )
     if loaded is not None:
-        max_pos = getattr(loaded.model.config, "max_position_embeddings", None) or getattr(
-            loaded.model.config, "n_positions", None
-        )
-        if max_pos and opts.block_size > max_pos:
-            raise UserError(
-                f"--block-size {opts.block_size} exceeds the model's {max_pos} positions"
-            )
+        _check_block_size(loaded, opts.block_size)
     raw_tokens = tokenize_documents(tokenizer, [d.text for d in docs]).num_tokens
     with_offsets = objective == "mlm"
     train_enc = tokenize_documents(tokenizer, [d.text for d in clean.train], with_offsets)
@@ -186,87 +215,94 @@ def prepare_and_report(opts: PretrainOptions, objective: str, seed: int):
         opts.block_size,
     )
     print(format_report(report))
-    return tokenizer, loaded, notes, report, train_blocks, held_blocks
+    return PreparedRun(tokenizer, loaded, notes, report, train_blocks, held_blocks)
+
+
+def _settle_train_config(run: PreparedRun, cfg: TrainConfig) -> TrainConfig:
+    """Tell the user what this run will and will not do; drop a head fit the model cannot use."""
+    if len(run.held_blocks) == 0:
+        print("note: no full held-out block: before/after metrics are skipped (raise --heldout)")
+    if cfg.fit_head_steps and not run.loaded.new_head:
+        print("note: the model has its own LM head: --fit-head-steps is ignored")
+        cfg = replace(cfg, fit_head_steps=0)
+    if cfg.max_steps == 0:
+        print("note: --max-steps 0: writing the initial model without training")
+    return cfg
+
+
+def _what_was_trained(
+    opts: PretrainOptions, cfg: TrainConfig, run: PreparedRun, carried: list[str]
+) -> dict[str, Any]:
+    """The record's first part: model, head, corpus and its statistics."""
+    return {
+        "schema_version": 1,
+        "objective": cfg.objective,
+        "model": opts.model or ("minilm-l6" if not opts.from_scratch else None),
+        "from_scratch": opts.from_scratch,
+        "new_head": run.loaded.new_head,
+        "head_tied_to_embeddings": run.loaded.tied,
+        "notes": run.notes,
+        "carried_weights": carried,
+        "corpus": opts.corpus,
+        "exclude_eval_of": opts.exclude_eval_of,
+        "corpus_stats": {k: run.report[k] for k in CORPUS_STATS_KEYS},
+        "block_size": opts.block_size,
+    }
+
+
+def _how_it_went(state: TrainState, after: dict[str, float], wall_seconds: float) -> dict:
+    """The record's second part: budget spent, speed and held-out metrics."""
+    return {
+        "steps": state.step,
+        "tokens": state.tokens,
+        "train_seconds": round(state.seconds, 3),
+        "tokens_per_second": state.tokens / state.seconds if state.seconds else None,
+        "wall_seconds": round(wall_seconds, 3),
+        "head_fit": state.head_fit,
+        "before": state.before,
+        "after": after,
+    }
 
 
 def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     """The whole run; returns the record written to ``OUT/pretrain_record.json``."""
     _check_out_dir(opts.out, opts.resume)
-    started = datetime.now(UTC).isoformat(timespec="seconds")
+    started = _now()
     t0 = time.perf_counter()
-    tokenizer, loaded, notes, report, train_blocks, held_blocks = prepare_and_report(
-        opts, cfg.objective, cfg.seed
-    )
+    run = prepare_and_report(opts, cfg.objective, cfg.seed)
     if opts.report_only:
-        return {"data_report": report}
+        return {"data_report": run.report}
     opts.out.mkdir(parents=True, exist_ok=True)
-    _write_json(opts.out / REPORT_NAME, report)
-    tokenizer.save_pretrained(opts.out)
-    for note in notes:
+    _write_json(opts.out / REPORT_NAME, run.report)
+    run.tokenizer.save_pretrained(opts.out)
+    for note in run.notes:
         print(f"note: {note}")
-    meta = {
+    meta = {  # settings a resumed run must share with the interrupted one
         "corpus": opts.corpus,
         "model": opts.model,
         "from_scratch": opts.from_scratch,
         "block_size": opts.block_size,
-        "train_blocks": len(train_blocks),
+        "train_blocks": len(run.train_blocks),
     }
-    if len(held_blocks) == 0:
-        print("note: no full held-out block: before/after metrics are skipped (raise --heldout)")
-    if cfg.fit_head_steps and not loaded.new_head:
-        print("note: the model has its own LM head: --fit-head-steps is ignored")
-        cfg = replace(cfg, fit_head_steps=0)
-    if cfg.max_steps == 0:
-        print("note: --max-steps 0: writing the initial model without training")
+    cfg = _settle_train_config(run, cfg)
+    model = run.loaded.model
     state, after = train(
-        loaded.model, tokenizer, train_blocks, held_blocks, cfg, opts.out, opts.resume, meta
+        model, run.tokenizer, run.train_blocks, run.held_blocks, cfg, opts.out, opts.resume, meta
     )
-    loaded.model.save_pretrained(opts.out)
-    carried = carry_unused_weights(loaded, opts.out)
+    model.save_pretrained(opts.out)
+    carried = carry_unused_weights(run.loaded, opts.out)
     if carried:
         print(
             f"note: kept {len(carried)} weight(s) the LM model does not use: {', '.join(carried[:4])}"
         )
     record = {
-        "schema_version": 1,
-        "objective": cfg.objective,
-        "model": opts.model or ("minilm-l6" if not opts.from_scratch else None),
-        "from_scratch": opts.from_scratch,
-        "new_head": loaded.new_head,
-        "head_tied_to_embeddings": loaded.tied,
-        "notes": notes,
-        "carried_weights": carried,
-        "corpus": opts.corpus,
-        "exclude_eval_of": opts.exclude_eval_of,
-        "corpus_stats": {
-            k: report[k]
-            for k in (
-                "documents_in",
-                "documents_out",
-                "documents_train",
-                "documents_heldout",
-                "tokens_in",
-                "tokens_out",
-                "train_blocks",
-                "heldout_blocks",
-                "dropped",
-                "unk_share",
-            )
-        },
-        "block_size": opts.block_size,
-        "steps": state.step,
-        "tokens": state.tokens,
-        "train_seconds": round(state.seconds, 3),
-        "tokens_per_second": state.tokens / state.seconds if state.seconds else None,
-        "wall_seconds": round(time.perf_counter() - t0, 3),
-        "head_fit": state.head_fit,
-        "before": state.before,
-        "after": after,
+        **_what_was_trained(opts, cfg, run, carried),
+        **_how_it_went(state, after, time.perf_counter() - t0),
         "train_config": asdict(cfg),
         "history": state.history,
-        "env": _env(),
+        "env": run_environment(),
         "started_at": started,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "finished_at": _now(),
     }
     _write_json(opts.out / RECORD_NAME, record)
     return record
@@ -306,7 +342,5 @@ def carry_unused_weights(loaded: LoadedLM, out: Path) -> list[str]:
                     saved[name] = f.get_tensor(key).contiguous()
                     added.append(name)
     if added:
-        tmp = dst_files[0].with_name(f".{dst_files[0].name}.tmp")
-        save_file(saved, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, dst_files[0])
+        save_with(dst_files[0], lambda path: save_file(saved, path, metadata={"format": "pt"}))
     return sorted(added)

@@ -12,26 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ptft_bench.record import cost_fields
 from ptft_bench.report.load import RunSet
 from ptft_bench.report.stats import PairedResult, paired, rank_desc, summarize
 
 REFERENCE_STRATEGY = "full"
-# Cost columns averaged over the seeds of the selected learning rate.
-COST_COLUMNS = (
-    "trainable_params",
-    "trainable_pct",
-    "total_params",
-    "train_seconds",
-    "eval_seconds",
-    "train_samples_per_second",
-    "train_tokens_per_second",
-    "peak_memory_bytes",
-    "checkpoint_bytes",
-    "train_flops",
-    "achieved_flops_per_second",
-    "utilisation",
-    "peak_flops_per_second",
-)
+# Cost columns averaged over the seeds of the selected learning rate: the record's cost fields
+# plus the share of trainable parameters.
+COST_COLUMNS = (*cost_fields(), "trainable_pct")
 GROUP = ["task", "model", "variant"]
 
 

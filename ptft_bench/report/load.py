@@ -33,25 +33,10 @@ from typing import Any
 import pandas as pd
 
 from ptft_bench.errors import UserError
+from ptft_bench.record import RunRecord, cost_fields
 
-# Numeric record keys copied as-is (missing or null -> NaN).
-NUMERIC_KEYS = (
-    "lr",
-    "trainable_params",
-    "trainable_params_head",
-    "total_params",
-    "train_seconds",
-    "eval_seconds",
-    "train_samples_per_second",
-    "train_tokens_per_second",
-    "peak_memory_bytes",
-    "checkpoint_bytes",
-    "train_flops",
-    "achieved_flops_per_second",
-    "utilisation",
-    "peak_flops_per_second",
-    "best_epoch",
-)
+# Numeric record fields copied as-is (missing or null -> NaN): the record's cost fields.
+NUMERIC_KEYS = ("lr", "best_epoch", *cost_fields())
 PLAN_KEYS = ("run_id", "task", "model", "strategy", "variant", "strategy_params", "lr", "seed")
 
 
@@ -105,41 +90,42 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def record_to_row(rec: dict[str, Any], source: str) -> dict[str, Any]:
+def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
     """Flatten one run record into a row; unknown or missing values become NaN / None."""
-    strategy = str(rec.get("strategy") or "unknown")
-    params = _dict(rec.get("strategy_params"))
-    task_info = _dict(rec.get("task_info"))
-    metrics = _dict(rec.get("metrics"))
+    strategy = str(rec.strategy or "unknown")
+    params = _dict(rec.strategy_params)
+    task_info = _dict(rec.task_info)
+    metrics = _dict(rec.metrics)
     val = {k: _num(v) for k, v in _dict(metrics.get("validation")).items()}
     test = {k: _num(v) for k, v in _dict(metrics.get("test")).items()}
-    primary = rec.get("primary_metric") or task_info.get("primary_metric")
+    primary = rec.primary_metric or task_info.get("primary_metric")
     row: dict[str, Any] = {
-        "run_id": str(rec.get("run_id") or ""),
-        "suite": rec.get("suite"),
-        "task": str(rec.get("task") or "unknown"),
-        "model": str(rec.get("model") or "unknown"),
+        "run_id": str(rec.run_id or ""),
+        "suite": rec.suite,
+        "task": str(rec.task or "unknown"),
+        "model": str(rec.model or "unknown"),
         "strategy": strategy,
-        "strategy_family": str(rec.get("strategy_family") or strategy),
-        "variant": str(rec.get("variant") or variant_label(strategy, params)),
+        "strategy_family": str(rec.strategy_family or strategy),
+        "variant": str(rec.variant or variant_label(strategy, params)),
         "strategy_params": params,
-        "seed": rec.get("seed"),
-        "status": str(rec.get("status") or "failed"),
-        "error": rec.get("error"),
+        "seed": rec.seed,
+        "status": str(rec.status or "failed"),
+        "error": rec.error,
         "primary_metric": primary,
         "metrics_validation": val,
         "metrics_test": test,
-        "precision": rec.get("precision"),
-        "history": rec.get("history") if isinstance(rec.get("history"), list) else [],
-        "env": _dict(rec.get("env")),
+        "precision": rec.precision,
+        "history": rec.history if isinstance(rec.history, list) else [],
+        "env": _dict(rec.env),
         "task_info": task_info,
-        "budget": _dict(rec.get("budget")),
-        "started_at": rec.get("started_at"),
-        "finished_at": rec.get("finished_at"),
+        "budget": _dict(rec.budget),
+        "started_at": rec.started_at,
+        "finished_at": rec.finished_at,
         "source": source,
+        "record": rec,
     }
     for key in NUMERIC_KEYS:
-        row[key] = _num(rec.get(key))
+        row[key] = _num(getattr(rec, key))
     row["val_primary"] = val.get(primary, math.nan) if primary else math.nan
     row["test_primary"] = test.get(primary, math.nan) if primary else math.nan
     row["trainable_pct"] = 100.0 * row["trainable_params"] / row["total_params"]
@@ -184,29 +170,8 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
             raise UserError(
                 f"run folder {run_dir} does not exist; pass the folder given to `run --out`"
             )
-        plan_path = run_dir / "plan.json"
-        if plan_path.is_file():
-            try:
-                plan = _read_json(plan_path)
-                if plan.get("suite"):
-                    suites.append(str(plan["suite"]))
-                for entry in plan.get("runs", []):
-                    if isinstance(entry, dict) and entry.get("run_id"):
-                        planned.setdefault(str(entry["run_id"]), entry)
-            except (OSError, ValueError, AttributeError) as exc:
-                problems.append(f"{plan_path}: unreadable plan ({exc})")
-        for path in sorted(_records_dir(run_dir).glob("*.json")):
-            if path.name == "plan.json":
-                continue
-            try:
-                rec = _read_json(path)
-                if not isinstance(rec, dict):
-                    raise ValueError("not a JSON object")
-            except (OSError, ValueError) as exc:
-                problems.append(f"{path}: unreadable record ({exc})")
-                continue
-            rec.setdefault("run_id", path.stem)
-            row = record_to_row(rec, str(run_dir))
+        suites += _read_plan(run_dir, planned, problems)
+        for row in _read_records(run_dir, problems):
             rid = row["run_id"]
             rows[rid] = _prefer(rows[rid], row) if rid in rows else row
     if not rows and not planned and not expected_run_ids:
@@ -214,10 +179,8 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
         raise UserError(f"no run records found in {names}; run `ptft-bench run` first")
     runs = pd.DataFrame(list(rows.values()))
     if runs.empty:
-        runs = pd.DataFrame(columns=list(record_to_row({}, "").keys()))
-    for rec in rows.values():
-        if rec.get("suite"):
-            suites.append(str(rec["suite"]))
+        runs = pd.DataFrame(columns=list(record_to_row(RunRecord(""), "").keys()))
+    suites += [str(r["suite"]) for r in rows.values() if r.get("suite")]
     missing_ids = (set(planned) | set(expected_run_ids or ())) - set(rows)
     missing = pd.DataFrame(
         [_plan_row(rid, planned.get(rid, {})) for rid in sorted(missing_ids)],
@@ -230,6 +193,41 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
         sources=sources,
         suites=sorted(set(suites)),
     )
+
+
+def _read_plan(run_dir: Path, planned: dict[str, dict[str, Any]], problems: list[str]) -> list:
+    """Add the planned runs of `run_dir` to `planned`; returns the suite names seen."""
+    plan_path = run_dir / "plan.json"
+    if not plan_path.is_file():
+        return []
+    try:
+        plan = _read_json(plan_path)
+        for entry in plan.get("runs", []):
+            if isinstance(entry, dict) and entry.get("run_id"):
+                planned.setdefault(str(entry["run_id"]), entry)
+        return [str(plan["suite"])] if plan.get("suite") else []
+    except (OSError, ValueError, AttributeError) as exc:
+        problems.append(f"{plan_path}: unreadable plan ({exc})")
+        return []
+
+
+def _read_records(run_dir: Path, problems: list[str]) -> list[dict[str, Any]]:
+    """One row per readable record of `run_dir`; unreadable files become problems."""
+    rows = []
+    for path in sorted(_records_dir(run_dir).glob("*.json")):
+        if path.name == "plan.json":
+            continue
+        try:
+            raw = _read_json(path)
+            if not isinstance(raw, dict):
+                raise ValueError("not a JSON object")
+            raw.setdefault("run_id", path.stem)
+            rec = RunRecord.from_dict(raw)
+        except (OSError, ValueError, TypeError) as exc:
+            problems.append(f"{path}: unreadable record ({exc})")
+            continue
+        rows.append(record_to_row(rec, str(run_dir)))
+    return rows
 
 
 def _plan_row(run_id: str, entry: dict[str, Any]) -> dict[str, Any]:

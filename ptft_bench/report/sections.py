@@ -117,6 +117,38 @@ COST_SPEC = (
 )
 
 
+def _leaderboard_row(r: pd.Series, show_ci: bool, others: list[str], costs: list) -> list[Cell]:
+    row = [
+        Cell(
+            fmt.points(r["rank"], 1 if r["rank"] % 1 else 0) if fmt.finite(r["rank"]) else fmt.DASH,
+            r["rank"],
+        ),
+        Cell(str(r["variant"]), str(r["variant"])),
+        Cell(
+            f"{fmt.lr(r['lr'])} ({fmt.points(r['val_mean'])})" if fmt.finite(r["lr"]) else fmt.DASH,
+            r["lr"],
+        ),
+        Cell(str(int(r["n_seeds"])), float(r["n_seeds"])),
+        Cell(fmt.mean_std(r["test_mean"], r["test_std"]), r["test_mean"]),
+    ]
+    if show_ci:
+        row.append(Cell(fmt.interval(r["test_ci_low"], r["test_ci_high"]), r["test_ci_low"]))
+    for m in others:
+        s = r["test_metrics"].get(m)
+        row.append(Cell(fmt.mean_std(s.mean, s.std) if s else fmt.DASH, s.mean if s else math.nan))
+    for col, _, f, _ in costs:
+        row.append(Cell(f(r[col]), r[col]))
+    row.append(
+        Cell(
+            f"{r['n_runs_ok']}/{r['n_runs_failed']}/{r['n_runs_missing']}",
+            float(r["n_runs_failed"] + r["n_runs_missing"]),
+        )
+    )
+    by_lr = ", ".join(f"{fmt.lr(k)}: {fmt.points(v)}" for k, v in sorted(r["lr_scores"].items()))
+    row.append(Cell((by_lr or fmt.DASH) + (f" ({r['lr_note']})" if r["lr_note"] else "")))
+    return row
+
+
 def leaderboard_table(g: pd.DataFrame) -> Table:
     """The leaderboard of one (task, model): one row per variant, best per column in bold."""
     primary = (
@@ -132,45 +164,7 @@ def leaderboard_table(g: pd.DataFrame) -> Table:
         + [c[1] for c in costs]
         + ["runs ok/failed/missing", "val. score by lr"]
     )
-    rows = []
-    for _, r in g.iterrows():
-        row = [
-            Cell(
-                fmt.points(r["rank"], 1 if r["rank"] % 1 else 0)
-                if fmt.finite(r["rank"])
-                else fmt.DASH,
-                r["rank"],
-            ),
-            Cell(str(r["variant"]), str(r["variant"])),
-            Cell(
-                f"{fmt.lr(r['lr'])} ({fmt.points(r['val_mean'])})"
-                if fmt.finite(r["lr"])
-                else fmt.DASH,
-                r["lr"],
-            ),
-            Cell(str(int(r["n_seeds"])), float(r["n_seeds"])),
-            Cell(fmt.mean_std(r["test_mean"], r["test_std"]), r["test_mean"]),
-        ]
-        if show_ci:
-            row.append(Cell(fmt.interval(r["test_ci_low"], r["test_ci_high"]), r["test_ci_low"]))
-        for m in others:
-            s = r["test_metrics"].get(m)
-            row.append(
-                Cell(fmt.mean_std(s.mean, s.std) if s else fmt.DASH, s.mean if s else math.nan)
-            )
-        for col, _, f, _ in costs:
-            row.append(Cell(f(r[col]), r[col]))
-        row.append(
-            Cell(
-                f"{r['n_runs_ok']}/{r['n_runs_failed']}/{r['n_runs_missing']}",
-                float(r["n_runs_failed"] + r["n_runs_missing"]),
-            )
-        )
-        by_lr = ", ".join(
-            f"{fmt.lr(k)}: {fmt.points(v)}" for k, v in sorted(r["lr_scores"].items())
-        )
-        row.append(Cell((by_lr or fmt.DASH) + (f" ({r['lr_note']})" if r["lr_note"] else "")))
-        rows.append(row)
+    rows = [_leaderboard_row(r, show_ci, others, costs) for _, r in g.iterrows()]
     mark_best(rows, 4, True)
     first_other = 6 if show_ci else 5
     for i in range(len(others)):

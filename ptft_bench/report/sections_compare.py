@@ -32,74 +32,71 @@ def across_section(lb: pd.DataFrame) -> list[Section]:
             else pd.DataFrame()
         )
         ref = ov["reference"].iloc[0] if len(ov) else None
-        rows = []
-        for _, r in g.iterrows():
-            p = ov.loc[r["variant"], "paired"] if r["variant"] in ov.index else None
-            diff = (
-                fmt.signed(p.mean_diff, p.std_diff)
-                if p
-                else ("reference" if r["variant"] == ref else fmt.DASH)
-            )
-            rows.append(
-                [
-                    Cell(str(r["variant"]), str(r["variant"])),
-                    Cell(
-                        f"{r['n_tasks']}" + ("" if r["all_tasks"] else " (not all)"),
-                        float(r["n_tasks"]),
-                    ),
-                    Cell(fmt.points(r["mean_score"]), r["mean_score"]),
-                    Cell(fmt.points(r["mean_rank"], 2), r["mean_rank"]),
-                    Cell(diff, p.mean_diff if p else None),
-                    Cell(str(p.n_pairs) if p else fmt.DASH, float(p.n_pairs) if p else None),
-                    Cell(p.verdict() if p else fmt.DASH, p.p_value if p else None),
-                ]
-            )
-        mark_best(rows, 2, True)
-        mark_best(rows, 3, False)
-        cols = [
-            "variant",
-            "tasks",
-            "mean score",
-            "mean rank",
-            f"Δ vs {ref or 'full'} (points)",
-            "pairs",
-            "paired t-test",
-        ]
-        note = "Mean score: mean over tasks of the per-task mean test primary metric. Rank 1 = best in a task. "
-        note += (
-            PAIRED_NOTE
-            if ref
-            else "No full fine-tuning run succeeded for this model, so there is no reference gap."
-        )
-        sub.blocks.append(Table(cols, rows, note=note))
+        sub.blocks.append(_across_table(g, ov, ref))
         pt = per_task[per_task["model"] == model] if len(per_task) else per_task
         if len(pt):
-            tasks = sorted(pt["task"].unique())
-            trows = []
-            for variant, vg in pt.groupby("variant"):
-                cells = {t: p for t, p in zip(vg["task"], vg["paired"])}
-                trows.append(
-                    [Cell(str(variant), str(variant))]
-                    + [
-                        Cell(
-                            f"{fmt.signed(cells[t].mean_diff, cells[t].std_diff)} ({cells[t].verdict()})",
-                            cells[t].mean_diff,
-                        )
-                        if t in cells
-                        else Cell(fmt.DASH)
-                        for t in tasks
-                    ]
-                )
-            sub.blocks.append(
-                Table(
-                    ["variant"] + tasks,
-                    trows,
-                    caption=f"Per task: Δ vs {ref} (points), paired by seed",
-                )
-            )
+            sub.blocks.append(_per_task_gaps(pt, ref))
         out.append(sub)
     out += model_section(lb)
     return out
+
+
+def _across_table(g: pd.DataFrame, ov: pd.DataFrame, ref: str | None) -> Table:
+    rows = []
+    for _, r in g.iterrows():
+        p = ov.loc[r["variant"], "paired"] if r["variant"] in ov.index else None
+        diff = (
+            fmt.signed(p.mean_diff, p.std_diff)
+            if p
+            else ("reference" if r["variant"] == ref else fmt.DASH)
+        )
+        rows.append(
+            [
+                Cell(str(r["variant"]), str(r["variant"])),
+                Cell(
+                    f"{r['n_tasks']}" + ("" if r["all_tasks"] else " (not all)"),
+                    float(r["n_tasks"]),
+                ),
+                Cell(fmt.points(r["mean_score"]), r["mean_score"]),
+                Cell(fmt.points(r["mean_rank"], 2), r["mean_rank"]),
+                Cell(diff, p.mean_diff if p else None),
+                Cell(str(p.n_pairs) if p else fmt.DASH, float(p.n_pairs) if p else None),
+                Cell(p.verdict() if p else fmt.DASH, p.p_value if p else None),
+            ]
+        )
+    mark_best(rows, 2, True)
+    mark_best(rows, 3, False)
+    cols = ["variant", "tasks", "mean score", "mean rank"]
+    cols += [f"Δ vs {ref or 'full'} (points)", "pairs", "paired t-test"]
+    note = "Mean score: mean over tasks of the per-task mean test primary metric. Rank 1 = best in a task. "
+    note += (
+        PAIRED_NOTE
+        if ref
+        else "No full fine-tuning run succeeded for this model, so there is no reference gap."
+    )
+    return Table(cols, rows, note=note)
+
+
+def _per_task_gaps(pt: pd.DataFrame, ref: str | None) -> Table:
+    tasks = sorted(pt["task"].unique())
+    trows = []
+    for variant, vg in pt.groupby("variant"):
+        cells = {t: p for t, p in zip(vg["task"], vg["paired"])}
+        trows.append(
+            [Cell(str(variant), str(variant))]
+            + [
+                Cell(
+                    f"{fmt.signed(cells[t].mean_diff, cells[t].std_diff)} ({cells[t].verdict()})",
+                    cells[t].mean_diff,
+                )
+                if t in cells
+                else Cell(fmt.DASH)
+                for t in tasks
+            ]
+        )
+    return Table(
+        ["variant"] + tasks, trows, caption=f"Per task: Δ vs {ref} (points), paired by seed"
+    )
 
 
 def model_section(lb: pd.DataFrame) -> list[Section]:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ptft_bench import atomic
 from ptft_bench.errors import UserError
 from ptft_bench.report import fmt, html, markdown
 from ptft_bench.report.aggregate import COST_COLUMNS, leaderboard
@@ -139,11 +140,7 @@ def write_report(
 
 
 def _write(path: Path, text: str) -> Path:
-    # Write then rename, so a reader never sees half a report.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic.write_text(path, text)  # a reader never sees half a report
 
 
 def summary_table(run_dirs: list[Path]) -> str:

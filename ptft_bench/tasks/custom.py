@@ -106,16 +106,7 @@ def custom_task(
     if regression:
         names, metrics, primary = None, ("pearson", "spearman", "pearson_spearman"), "pearson"
     else:
-        names = (
-            tuple(str(n) for n in label_names)
-            if label_names
-            else label_names_from(raw[label_column].dropna())
-        )
-        if len(names) < 2:
-            raise UserError(
-                f"{p}: label column {label_column!r} has {len(names)} distinct value(s) "
-                f"{list(names)}; a classification task needs at least 2 (or pass regression=True)"
-            )
+        names = _class_names(raw[label_column], label_names, label_column, p)
         metrics = ("accuracy", "f1") if len(names) == 2 else ("accuracy", "f1_macro")
         primary = "accuracy"
     spec = TaskSpec(
@@ -135,6 +126,17 @@ def custom_task(
         str(p), text, label_column, fmt, str(Path(test_path).expanduser()) if test_path else None
     )
     return spec
+
+
+def _class_names(labels, label_names: Sequence[str] | None, column: str, p: Path) -> tuple:
+    """The class set: as given, or the sorted distinct training labels (at least two)."""
+    names = tuple(str(n) for n in label_names) if label_names else label_names_from(labels.dropna())
+    if len(names) < 2:
+        raise UserError(
+            f"{p}: label column {column!r} has {len(names)} distinct value(s) "
+            f"{list(names)}; a classification task needs at least 2 (or pass regression=True)"
+        )
+    return names
 
 
 def is_file_task(name: str) -> bool:

@@ -184,5 +184,5 @@ def _load_cached(
         test=out["test"],
         source=source_desc,
         fingerprint=splits.fingerprint(spec.name, source_desc, out),
-        extra_tests={k.removeprefix("test_"): v for k, v in out.items() if k.startswith("test_")},
+        extra_tests={k: v for k, v in out.items() if k.startswith("test_")},
     )

@@ -26,9 +26,6 @@ class TaskSpec:
         num_labels: number of classes; 1 for regression.
         description: one line for humans.
         origin: where the data comes from (shown by ``ptft-bench list``).
-        extra_test_splits: names of further test splits in ``TaskData.extra_tests`` (MNLI:
-            ``("mismatched",)``); evaluate them like ``test`` and record their metrics under
-            ``f"{metric}_{split}"`` (e.g. ``accuracy_mismatched``).
         family: ``"glue"``, ``"package"`` (embedded movie reviews) or ``"custom"``.
     """
 
@@ -41,7 +38,6 @@ class TaskSpec:
     num_labels: int
     description: str = ""
     origin: str = ""
-    extra_test_splits: tuple[str, ...] = ()
     family: str = "custom"
 
     def __post_init__(self) -> None:
@@ -85,12 +81,13 @@ class TaskData:
     test: pd.DataFrame
     source: str
     fingerprint: str
+    # Further test splits, scored like `test`, by their split name (MNLI: "test_mismatched").
     extra_tests: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def sizes(self) -> dict[str, int]:
         """Row counts per split, for records and logs."""
         out = {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
-        out.update({f"test_{k}": len(v) for k, v in self.extra_tests.items()})
+        out.update({k: len(v) for k, v in self.extra_tests.items()})
         return out
 
 
@@ -103,7 +100,6 @@ def _cls(
     primary: str = "accuracy",
     family: str = "glue",
     origin: str = "",
-    extra: tuple[str, ...] = (),
 ) -> TaskSpec:
     return TaskSpec(
         name=name,
@@ -115,7 +111,6 @@ def _cls(
         num_labels=len(labels),
         description=description,
         origin=origin or GLUE_ORIGIN,
-        extra_test_splits=extra,
         family=family,
     )
 
@@ -152,8 +147,7 @@ GLUE_TASKS: dict[str, TaskSpec] = {
             family="glue",
         ),
         _cls("mnli", ("entailment", "neutral", "contradiction"), True,
-             "MNLI: 3-way entailment; test = dev matched, extra test = dev mismatched",
-             extra=("mismatched",)),
+             "MNLI: 3-way entailment; test = dev matched, extra test = dev mismatched"),
         _cls("qnli", ("entailment", "not_entailment"), True, "QNLI: does the sentence answer the question"),
         _cls("rte", ("entailment", "not_entailment"), True, "RTE: textual entailment (small)"),
         _cls("wnli", ("not_entailment", "entailment"), True, "WNLI: Winograd pronoun entailment (tiny)"),

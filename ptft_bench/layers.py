@@ -1,12 +1,10 @@
-"""Helpers shared by the layer-wise strategies: layer indices, freezing, layer-wise lr groups.
+"""Layer numbering, freezing and layer-wise learning-rate groups, shared by the strategies.
 
 Layers are numbered as in `ModelParts.layer_of`: 0 = embeddings, 1..L = transformer blocks
 (bottom to top), L + 1 = task head (classifier, and the pooler). Backbone parameters that sit
 outside both the embeddings module and the blocks (ELECTRA's `embeddings_project`, DeBERTa-v2's
 relative-position embeddings and their LayerNorm, shared by every block) count as layer 0: they
 feed the first block, so they belong with the lowest layer, as in timm's layer-decay grouping.
-The module is private (leading underscore), so `strategies/__init__.py` does not import it as
-a strategy.
 """
 
 from __future__ import annotations
@@ -16,21 +14,10 @@ from typing import Any
 
 from torch import nn
 
-from ptft_bench.model_parts import ModelParts, find_parts
+from ptft_bench.model_parts import ModelParts
 from ptft_bench.registry import decay_groups
 
 NamedParams = list[tuple[str, nn.Parameter]]
-
-
-def unique_named_parameters(model: nn.Module) -> NamedParams:
-    """`named_parameters()` without repeats of shared (tied) tensors."""
-    seen: set[int] = set()
-    out = []
-    for n, p in model.named_parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            out.append((n, p))
-    return out
 
 
 def layer_index(parts: ModelParts, name: str) -> int:
@@ -73,19 +60,18 @@ def set_trainable(model: nn.Module, predicate: Callable[[str, nn.Parameter], boo
 
 
 def top_layers_predicate(
-    model: nn.Module,
+    parts: ModelParts,
     k: int,
     *,
     train_pooler: bool = True,
     train_embeddings: bool = False,
-    parts: ModelParts | None = None,
 ) -> Callable[[str, nn.Parameter], bool]:
     """Predicate for "head + top k blocks (+ embeddings)"; `k` larger than the depth raises."""
-    parts = parts or find_parts(model)
     check_k(k, parts)
     heads = head_prefixes(parts, train_pooler)
     L = parts.num_layers
-    layers = {n: layer_index(parts, n) for n, _ in model.named_parameters(remove_duplicate=False)}
+    names = (n for n, _ in parts.model.named_parameters(remove_duplicate=False))
+    layers = {n: layer_index(parts, n) for n in names}
     # Without the pooler the pooler's layer index (L+1) must not switch it on: test head prefixes.
     pooler_names = {n for n in layers if layers[n] == L + 1 and not in_any(n, heads)}
 
@@ -111,7 +97,7 @@ def check_k(k: int, parts: ModelParts, name: str = "k") -> None:
 
 
 def layerwise_groups(
-    model: nn.Module,
+    parts: ModelParts,
     named_params: NamedParams,
     lr: float,
     weight_decay: float,
@@ -124,7 +110,6 @@ def layerwise_groups(
     `lr * head_lr_multiplier`. Each group carries `layer` (its index), so that loggers and
     tests can tell them apart; torch optimizers keep unknown group keys untouched.
     """
-    parts = find_parts(model)
     L = parts.num_layers
     by_layer: dict[int, NamedParams] = {}
     for n, p in named_params:

@@ -1,0 +1,190 @@
+"""Plan: a suite becomes typed run specs with stable ids; shard them; find the pending ones.
+
+The first station of a run's road (plan -> execute -> record -> store -> report). Everything that
+can change a run's numbers is in `RunSpec.key`, and the run id is a hash of it, so a run folder
+can be resumed: finished runs are found by id and skipped. `--dry-run` prints `Plan.lines()`.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ptft_bench.config import Budget, DataConfig, StrategyVariant, SuiteConfig
+from ptft_bench.errors import UserError
+from ptft_bench.registry import Strategy, get_strategy
+from ptft_bench.store import RunStore
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: everything that affects its result, and a stable id derived from it."""
+
+    suite: str
+    task: str
+    model: str
+    variant: StrategyVariant
+    strategy: Strategy  # validated once, when the suite is expanded
+    lr: float
+    seed: int
+    budget: Budget
+    data: DataConfig
+    precision: str
+
+    @property
+    def strategy_params(self) -> dict[str, Any]:
+        """The strategy's full config, defaults included."""
+        return self.strategy.to_dict()["params"]
+
+    def new_strategy(self) -> Strategy:
+        """A fresh copy of the validated strategy for one run (a run binds its model to it)."""
+        fresh = copy.copy(self.strategy)
+        fresh.context = None
+        return fresh
+
+    @property
+    def key(self) -> dict[str, Any]:
+        return {
+            "task": self.task,
+            "model": self.model,
+            "strategy": self.variant.name,
+            "params": self.strategy_params,
+            "lr": self.lr,
+            "seed": self.seed,
+            "budget": self.budget.identity(),
+            # where the data lives does not change it (its fingerprint would; see README)
+            "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
+            "precision": self.precision,
+        }
+
+    @property
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.key, sort_keys=True).encode()).hexdigest()[:10]
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{self.task}-{self.variant.name}").strip("-")
+        return f"{slug}-{digest}"
+
+    def identity_fields(self) -> dict[str, Any]:
+        """The record's identity fields (`ptft_bench.record.RunRecord`)."""
+        return {
+            "run_id": self.run_id,
+            "suite": self.suite,
+            "task": self.task,
+            "model": self.model,
+            "strategy": self.variant.name,
+            "strategy_family": self.strategy.family,
+            "variant": self.variant.label(),
+            "strategy_params": self.strategy_params,
+            "lr": self.lr,
+            "seed": self.seed,
+            "budget": asdict(self.budget),
+            "data": asdict(self.data),
+        }
+
+    def plan_entry(self) -> dict[str, Any]:
+        """What plan.json keeps of a run, so a report can list runs that never finished."""
+        return {
+            "run_id": self.run_id,
+            "task": self.task,
+            "model": self.model,
+            "strategy": self.variant.name,
+            "variant": self.variant.label(),
+            "strategy_params": self.strategy_params,
+            "lr": self.lr,
+            "seed": self.seed,
+        }
+
+    def line(self) -> str:
+        return (
+            f"{self.run_id}  {self.task}  {self.model}  {self.variant.label()}  "
+            f"lr={self.lr:g}  seed={self.seed}"
+        )
+
+
+def expand(suite: SuiteConfig) -> list[RunSpec]:
+    """tasks x models x strategy variants x learning rates x seeds (validates every variant)."""
+    specs = []
+    for variant in suite.strategies:
+        try:
+            strategy = get_strategy(variant.name, **variant.params)
+        except ValueError as e:
+            raise UserError(f"strategy {variant.label()}: {e}") from None
+        lrs = variant.lrs or list(type(strategy).default_lrs)
+        for task in suite.tasks:
+            for model in suite.models:
+                for lr in lrs:
+                    for seed in suite.seeds:
+                        specs.append(
+                            RunSpec(
+                                suite.name,
+                                task,
+                                model,
+                                variant,
+                                strategy,
+                                float(lr),
+                                int(seed),
+                                suite.budget,
+                                suite.data,
+                                suite.precision,
+                            )
+                        )
+    ids = [s.run_id for s in specs]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        raise UserError(
+            f"the suite lists the same run twice ({dup[0]}): remove the duplicate variant"
+        )
+    return specs
+
+
+def shard(specs: list[RunSpec], shard_spec: str | None) -> list[RunSpec]:
+    """`i/n`: the i-th of n deterministic slices (0-based), for job arrays on many machines."""
+    if not shard_spec:
+        return specs
+    m = re.fullmatch(r"(\d+)/(\d+)", shard_spec.strip())
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise UserError(f"--shard {shard_spec}: expected i/n with 0 <= i < n, e.g. --shard 0/4")
+    i, n = int(m.group(1)), int(m.group(2))
+    ordered = sorted(specs, key=lambda s: s.run_id)
+    return [s for k, s in enumerate(ordered) if k % n == i]
+
+
+def pending(specs: list[RunSpec], store: RunStore, retry_failed: bool) -> list[RunSpec]:
+    """The runs without a record (or with a failed one, when retrying failures)."""
+    out = []
+    for s in specs:
+        status = store.status(s.run_id)
+        if status == "ok" or (status == "failed" and not retry_failed):
+            continue
+        out.append(s)
+    return out
+
+
+@dataclass
+class Plan:
+    """A sweep's runs (after sharding) and which of them still need to run."""
+
+    suite: SuiteConfig
+    specs: list[RunSpec]
+    todo: list[RunSpec]
+
+    @property
+    def out(self) -> Path:
+        return self.suite.out
+
+    def lines(self) -> list[str]:
+        """The dry run: every run with its state, then a summary line."""
+        todo = {s.run_id for s in self.todo}
+        rows = [f"{'todo' if s.run_id in todo else 'done'}  {s.line()}" for s in self.specs]
+        return [*rows, f"{len(self.specs)} runs, {len(self.todo)} to do, output {self.out}"]
+
+
+def make_plan(
+    suite: SuiteConfig, shard_spec: str | None = None, retry_failed: bool = False
+) -> Plan:
+    specs = shard(expand(suite), shard_spec)
+    return Plan(suite, specs, pending(specs, RunStore(suite.out), retry_failed))
