@@ -106,27 +106,43 @@ class FrozenPrefixCache:
         batch_size: int,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        """Run embeddings + blocks[:f] once per example in eval mode."""
+        """Run embeddings + blocks[:f] once per example in eval mode.
+
+        The state entering block f is read from block f-1's output by a hook, not from the
+        backbone's `hidden_states`: those may carry what the backbone does after its blocks (a
+        decoder's final norm, or a pooling hook on the blocks' owner, `ptft_bench.pooling`).
+        """
         f = self.plan.first_trainable_block
         was_training = self.model.training
         self.model.eval()
+        seen: list[torch.Tensor] = []
+
+        def keep(_module, _args, output):
+            seen.append(output[0] if isinstance(output, tuple) else output)
+
+        hook = self._blocks_full[f - 1].register_forward_hook(keep)
         setattr(self._blocks_owner, self._blocks_attr, nn.ModuleList(list(self._blocks_full)[:f]))
         try:
             for name, split in encoded.items():
-                out: list[torch.Tensor | None] = [None] * len(split)
-                for idx in D.eval_batches(split.lengths, batch_size):
-                    batch = D.collate(split, idx, pad_id)
-                    batch.pop("labels")
-                    batch = {k: v.to(self.device) for k, v in batch.items()}
-                    hs = self.parts.backbone(**batch, output_hidden_states=True).hidden_states[f]
-                    for row, i in enumerate(idx):
-                        n = len(split.input_ids[i])
-                        out[i] = hs[row, :n].to(dtype).clone()
-                        self.nbytes += out[i].numel() * out[i].element_size()
-                self.states[name] = out  # type: ignore[assignment]
+                self.states[name] = self._run_split(split, pad_id, batch_size, dtype, seen)
         finally:
+            hook.remove()
             setattr(self._blocks_owner, self._blocks_attr, self._blocks_full)
             self.model.train(was_training)
+
+    def _run_split(self, split, pad_id, batch_size, dtype, seen) -> list[torch.Tensor]:
+        out: list[torch.Tensor | None] = [None] * len(split)
+        for idx in D.eval_batches(split.lengths, batch_size):
+            batch = D.collate(split, idx, pad_id)
+            batch.pop("labels")
+            seen.clear()
+            self.parts.backbone(**{k: v.to(self.device) for k, v in batch.items()})
+            hs = seen[-1]
+            for row, i in enumerate(idx):
+                n = len(split.input_ids[i])
+                out[i] = hs[row, :n].to(dtype).clone()
+                self.nbytes += out[i].numel() * out[i].element_size()
+        return out  # type: ignore[return-value]
 
     def install(self) -> None:
         f = self.plan.first_trainable_block

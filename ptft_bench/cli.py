@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", help="GLUE folder in the glue_data/ layout (e.g. ../shared/data/glue)"
     )
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    run.add_argument(
+        "--pooling",
+        choices=["auto", "cls", "mean", "last"],
+        help="what the head reads: auto (the model's own metadata: mean for sentence-"
+        "transformers models such as minilm-l6, last for decoders, else cls), cls, mean, last",
+    )
     run.add_argument("--out", help="run folder (default runs/<suite>)")
     run.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
     run.add_argument("--shard", help="i/n: run only the i-th of n deterministic slices (0-based)")
@@ -161,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "seeds": args.seeds,
         "models": args.models,
         "precision": args.precision,
+        "pooling": args.pooling,
         "output_dir": args.out,
         "budget.epochs": args.epochs,
         "budget.max_steps": args.max_steps,

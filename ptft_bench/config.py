@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ptft_bench.errors import UserError
+from ptft_bench.pooling import CHOICES as POOLING_CHOICES
 from ptft_bench.registry import build_config
 
 
@@ -121,6 +122,8 @@ class SuiteConfig:
     budget: Budget = field(default_factory=Budget)
     data: DataConfig = field(default_factory=DataConfig)
     precision: str = "auto"  # auto | fp32 | bf16
+    # which vector the head reads: auto (the model's own metadata) | cls | mean | last
+    pooling: str = "auto"
     output_dir: str | None = None  # default runs/<name>
 
     def __post_init__(self) -> None:
@@ -134,6 +137,10 @@ class SuiteConfig:
             raise ValueError("suite lists no seeds")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(
+                f"pooling must be one of {', '.join(POOLING_CHOICES)}, got {self.pooling!r}"
+            )
 
     @property
     def out(self) -> Path:

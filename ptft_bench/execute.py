@@ -9,23 +9,25 @@ loads the model, finds its parts once, hands them and the step counts to the str
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from ptft_bench import baselines, cost, env
+from ptft_bench import baselines, cost, env, features
 from ptft_bench.caching import prepare_cache
 from ptft_bench.config import DataConfig
 from ptft_bench.data import EncodedSplit, encode_task
+from ptft_bench.features import head_linear
 from ptft_bench.model_parts import ModelParts, find_parts
 from ptft_bench.models import load_classifier, load_tokenizer
 from ptft_bench.plan import RunSpec
 from ptft_bench.record import RunRecord, now
 from ptft_bench.registry import Strategy, StrategyContext
 from ptft_bench.tasks import TaskData, load_task
-from ptft_bench.train import FitResult, fit
+from ptft_bench.train import FitResult, fit, score
 
 
 def make_accelerator(precision: str):
@@ -99,7 +101,9 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
     task = ctx.task(spec.task)
     encoded = ctx.encoded(spec.task, spec.model, spec.budget.max_length)
     set_seed(spec.seed)  # before the head is created: same seed, same head, same numbers
-    model = load_classifier(spec.model, task.spec.num_labels, task.spec.is_regression)
+    model = load_classifier(
+        spec.model, task.spec.num_labels, task.spec.is_regression, pooling_mode=spec.pooling
+    )
     schedule = spec.budget.schedule(len(encoded["train"]), ctx.accelerator.num_processes)
     context = StrategyContext.of(
         model, total_steps=schedule.total_steps, steps_per_epoch=schedule.steps_per_epoch
@@ -126,13 +130,50 @@ class _Trained:
     flops: float
     memory: cost.PeakMemory
     cache_info: dict[str, Any]
+    fit_info: dict[str, Any] | None = None
+
+
+def _fit_closed_form(spec, ctx, task, encoded, strategy, parts) -> _Trained:
+    """Closed-form strategies: features of the frozen model once, the strategy fits, then score."""
+    model, acc = parts.model.to(ctx.accelerator.device), ctx.accelerator
+    pad_id = _pad_id(ctx.tokenizer(spec.model))
+    linear = head_linear(parts)[1]
+    fm = cost.flops_model(model, parts=parts)
+    with cost.PeakMemory(acc.device) as mem:
+        t0 = time.perf_counter()
+        feats = {
+            name: (
+                features.extract(
+                    model, linear, encoded[name], pad_id, spec.budget.eval_batch_size, acc.device
+                ),
+                encoded[name].labels,
+            )
+            for name in ("train", "validation")
+        }
+        info = strategy.fit_features(model, feats, task.spec)
+        seconds = time.perf_counter() - t0
+        result = score(model, encoded, task.spec, spec.budget, acc, pad_id)
+    result.train_seconds = seconds
+    result.train_samples = len(encoded["train"])
+    tokens = sum(float(encoded[n].lengths.sum()) for n in ("train", "validation"))
+    mean_len = tokens / max(len(encoded["train"]) + len(encoded["validation"]), 1)
+    result.train_tokens = result.padded_positions = int(encoded["train"].lengths.sum())
+    flops = cost.prefix_forward_flops(fm, mean_len, len(parts.blocks)) * tokens
+    trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
+    cache_info = {"used": False, "reason": "closed-form fit on features extracted once"}
+    return _Trained(result, strategy, parts, trainable, flops, mem, cache_info, info)
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
 def _train(spec, ctx, task, encoded, strategy, parts) -> _Trained:
     """Count, cache what stays frozen, fit, and meter FLOPs and memory on the way."""
+    if not strategy.trains_by_gradient:
+        return _fit_closed_form(spec, ctx, task, encoded, strategy, parts)
     model, acc, budget = parts.model, ctx.accelerator, spec.budget
-    tokenizer = ctx.tokenizer(spec.model)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = _pad_id(ctx.tokenizer(spec.model))
     trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
     fm = cost.flops_model(model, parts=parts)  # the set that trains now (before any unfreezing)
     callbacks = strategy.callbacks()
@@ -215,6 +256,7 @@ def _measurements(spec, ctx, task, encoded, trained: _Trained, labels) -> dict[s
         "peak_flops_source": peak_source,
         "utilisation": achieved / peak if achieved and peak else None,
         "frozen_cache": trained.cache_info,
+        "fit": trained.fit_info,
     }
 
 

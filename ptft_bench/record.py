@@ -75,6 +75,10 @@ class RunRecord:
         default_factory=dict, metadata=doc("`ptft_bench.config.DataConfig` as a dict")
     )
     precision: str | None = field(default=None, metadata=doc('"fp32" or "bf16"'))
+    pooling: str | None = field(
+        default=None,
+        metadata=doc('what the head reads: "cls", "mean" or "last" (`ptft_bench.pooling`)'),
+    )
     schema_version: int = field(default=SCHEMA_VERSION, metadata=doc("record layout version"))
 
     # -- outcome -------------------------------------------------------------------------------
@@ -125,6 +129,13 @@ class RunRecord:
         metadata=doc(
             '{"learned": bool, "reasons": [...], "first_loss", "last_loss"}: false when the '
             "train loss ended far above its start or the test score is not above the baseline"
+        ),
+    )
+    fit: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            "closed-form strategies (linear probe): what was fitted, e.g. the regularisation "
+            "chosen on validation"
         ),
     )
     history: list[dict[str, Any]] = field(

@@ -64,6 +64,10 @@ class Strategy:
     family: ClassVar[str] = "other"  # colour group in reports
     config_class: ClassVar[type] = NoParams
     default_lrs: ClassVar[tuple[float, ...]] = (5e-5,)
+    # False for strategies fitted in closed form on frozen features (the linear probe): the
+    # engine then extracts the head's input features once and calls `fit_features` instead of
+    # running the gradient loop; learning rates do not apply to them.
+    trains_by_gradient: ClassVar[bool] = True
 
     def __init__(self, **params: Any) -> None:
         self.config = build_config(self.config_class, params, owner=self.name)
@@ -108,6 +112,15 @@ class Strategy:
     def callbacks(self) -> list[TrainCallback]:
         """Callbacks the training loop runs (empty for static strategies)."""
         return []
+
+    def fit_features(self, model: nn.Module, features: dict[str, Any], task: Any) -> dict[str, Any]:
+        """Closed-form strategies (`trains_by_gradient = False`) set their weights here.
+
+        `features` maps "train" and "validation" to `(X, y)`: the inputs of the head's last
+        Linear layer (frozen, pooled) and the labels; `task` is the task spec (metrics,
+        regression or not). Returns what the run record should say about the fit.
+        """
+        raise NotImplementedError(f"{self.name} trains by gradient; the loop trains it")
 
     # -- saving: only what the strategy trains ------------------------------------------------
     def trainable_named_parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:

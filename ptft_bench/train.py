@@ -98,6 +98,27 @@ def evaluate(
     return compute_metrics(spec, logits, split.labels), predictions(spec, logits)
 
 
+def score(
+    model: torch.nn.Module,
+    encoded: dict[str, D.EncodedSplit],
+    spec: Any,
+    budget: Budget,
+    accelerator: Accelerator,
+    pad_id: int,
+) -> FitResult:
+    """Validation and test metrics (and predictions) of a model fitted without this loop."""
+    result = FitResult({}, {}, 0)
+    t0 = time.perf_counter()
+    for name in ["validation", *sorted(k for k in encoded if k.startswith("test"))]:
+        metrics, preds = evaluate(
+            model, encoded[name], spec, pad_id, budget.eval_batch_size, accelerator
+        )
+        result.metrics[name], result.predictions[name] = metrics, preds
+    result.validation, result.test = result.metrics["validation"], result.metrics["test"]
+    result.eval_seconds = time.perf_counter() - t0
+    return result
+
+
 def fit(
     model: torch.nn.Module,
     param_groups: list[dict[str, Any]],
