@@ -110,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the head reads: auto (the model's own metadata: mean for sentence-"
         "transformers models such as minilm-l6, last for decoders, else cls), cls, mean, last",
     )
+    run.add_argument(
+        "--jobs",
+        default="auto",
+        help="runs at a time, each in a fresh process: N, or auto (default: one per GPU; on CPU "
+        "one per core, 1 thread each); 0 = all runs in this process",
+    )
+    run.add_argument("--threads", type=int, help="CPU threads per run (default: cores / jobs)")
     run.add_argument("--out", help="run folder (default runs/<suite>)")
     run.add_argument("--retry-failed", action="store_true", help="re-run runs recorded as failed")
     run.add_argument("--shard", help="i/n: run only the i-th of n deterministic slices (0-based)")
@@ -188,7 +195,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from ptft_bench.sweep import run_suite
 
-    res = run_suite(plan, progress=not args.quiet, write_report_at_end=not args.no_report)
+    jobs = _job_layout(args)
+    if jobs is not None and not args.quiet:
+        print(f"ptft-bench: {len(plan.todo)} runs to do, {jobs.describe()}", file=sys.stderr)
+    res = run_suite(
+        plan, progress=not args.quiet, write_report_at_end=not args.no_report, jobs=jobs
+    )
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # one summary, from the process that wrote records
@@ -199,6 +211,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     _print_summary(res.out)
     return 0
+
+
+def _job_layout(args: argparse.Namespace):
+    """Worker processes for `--jobs`, or None to run in this process (`--jobs 0`, and under
+    `accelerate launch`, whose processes train each run together)."""
+    from ptft_bench.workers import layout
+
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads {args.threads}: expected a positive number")
+    if str(args.jobs) == "0" or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return None
+    return layout(args.jobs, args.threads)
 
 
 def _print_summary(run_dir: Path) -> None:

@@ -15,19 +15,23 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from ptft_bench import baselines, cost, env, features
+from ptft_bench import cost, env, features, flops
 from ptft_bench.caching import prepare_cache
 from ptft_bench.config import DataConfig
 from ptft_bench.data import EncodedSplit, encode_task
+from ptft_bench.errors import UserError
 from ptft_bench.features import head_linear
-from ptft_bench.model_parts import ModelParts, find_parts
+from ptft_bench.measure import Trained, measure_inference, measurements, pad_id_of
+from ptft_bench.model_parts import find_parts, unique_named_parameters
 from ptft_bench.models import load_classifier, load_tokenizer
 from ptft_bench.plan import RunSpec
 from ptft_bench.record import RunRecord, now
-from ptft_bench.registry import Strategy, StrategyContext
+from ptft_bench.registry import StrategyContext
+from ptft_bench.store import RunStore
 from ptft_bench.tasks import TaskData, load_task
-from ptft_bench.train import FitResult, fit, score
+from ptft_bench.train import fit, score
 
 
 def make_accelerator(precision: str):
@@ -48,17 +52,35 @@ def make_accelerator(precision: str):
 class SweepContext:
     """What every run of a sweep shares; built once, before the first run."""
 
-    def __init__(self, data: DataConfig, precision: str, progress: bool = True) -> None:
+    def __init__(
+        self, data: DataConfig, precision: str, progress: bool = True, worker: str = "in-process"
+    ) -> None:
         self.data = data
         self.progress = progress
-        self.accelerator, self.precision = make_accelerator(precision)
-        self.env = env.describe(
-            self.accelerator.device,
-            precision=self.precision,
-            num_processes=self.accelerator.num_processes,
-        )
+        self.requested_precision = precision
+        self.worker = worker  # "fresh process" (one run per process) or "in-process"
+        self._accelerator: Any = None
         self._tasks: dict[str, TaskData] = {}
         self._tokenizers: dict[str, Any] = {}
+
+    @property
+    def accelerator(self):
+        """Created on first use: a parent that only schedules workers never touches the GPU."""
+        if self._accelerator is None:
+            self._accelerator, self.precision = make_accelerator(self.requested_precision)
+            self._env = env.describe(
+                self._accelerator.device,
+                precision=self.precision,
+                num_processes=self._accelerator.num_processes,
+                worker=self.worker,
+            )
+        return self._accelerator
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """The machine description every record of the sweep carries (`ptft_bench.env`)."""
+        self.accelerator  # noqa: B018 - created with the accelerator (device, precision)
+        return self._env
 
     def task(self, name: str) -> TaskData:
         if name not in self._tasks:
@@ -100,168 +122,128 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
     started = now()
     task = ctx.task(spec.task)
     encoded = ctx.encoded(spec.task, spec.model, spec.budget.max_length)
-    set_seed(spec.seed)  # before the head is created: same seed, same head, same numbers
-    model = load_classifier(
-        spec.model, task.spec.num_labels, task.spec.is_regression, pooling_mode=spec.pooling
-    )
-    schedule = spec.budget.schedule(len(encoded["train"]), ctx.accelerator.num_processes)
-    context = StrategyContext.of(
-        model, total_steps=schedule.total_steps, steps_per_epoch=schedule.steps_per_epoch
-    )
-    strategy = spec.new_strategy()
-    model = strategy.apply(model, context)
-    parts = context.parts if model is context.parts.model else find_parts(model)
-    trained = _train(spec, ctx, task, encoded, strategy, parts)
+    acc = ctx.accelerator
+    # The run's memory is measured from before its model is loaded (the baseline) to the end of
+    # training and evaluation; in a fresh worker process the increment is the run's own.
+    with cost.PeakMemory(acc.device) as memory:
+        set_seed(spec.seed)  # before the head is created: same seed, same head, same numbers
+        model = load_classifier(
+            spec.model, task.spec.num_labels, task.spec.is_regression, pooling_mode=spec.pooling
+        )
+        base_params = sum(p.numel() for _, p in unique_named_parameters(model))
+        schedule = spec.budget.schedule(len(encoded["train"]), acc.num_processes)
+        context = StrategyContext.of(
+            model, total_steps=schedule.total_steps, steps_per_epoch=schedule.steps_per_epoch
+        )
+        strategy = spec.new_strategy()
+        model = strategy.apply(model, context)
+        parts = context.parts if model is context.parts.model else find_parts(model)
+        trained = _train(spec, ctx, task, encoded, strategy, parts)
+    trained.memory = memory
+    trained.inference = measure_inference(spec, ctx, encoded, trained, base_params)
     labels = {name: encoded[name].labels for name in trained.fit.predictions}
     predictions = {
         name: {"pred": pred, "label": labels[name]}
         for name, pred in trained.fit.predictions.items()
     }
-    measured = _measurements(spec, ctx, task, encoded, trained, labels)
+    measured = measurements(ctx, task, encoded, trained, labels)
     return RunResult(RunRecord.ok(spec, ctx.env, started, **measured), predictions)
 
 
-@dataclass
-class _Trained:
-    fit: FitResult
-    strategy: Strategy
-    parts: ModelParts
-    trainable: set[str]
-    flops: float
-    memory: cost.PeakMemory
-    cache_info: dict[str, Any]
-    fit_info: dict[str, Any] | None = None
-
-
-def _fit_closed_form(spec, ctx, task, encoded, strategy, parts) -> _Trained:
+def _fit_closed_form(spec, ctx, task, encoded, strategy, parts) -> Trained:
     """Closed-form strategies: features of the frozen model once, the strategy fits, then score."""
     model, acc = parts.model.to(ctx.accelerator.device), ctx.accelerator
-    pad_id = _pad_id(ctx.tokenizer(spec.model))
+    pad_id = pad_id_of(ctx.tokenizer(spec.model))
     linear = head_linear(parts)[1]
-    fm = cost.flops_model(model, parts=parts)
-    with cost.PeakMemory(acc.device) as mem:
-        t0 = time.perf_counter()
-        feats = {
-            name: (
-                features.extract(
-                    model, linear, encoded[name], pad_id, spec.budget.eval_batch_size, acc.device
-                ),
-                encoded[name].labels,
-            )
-            for name in ("train", "validation")
-        }
-        info = strategy.fit_features(model, feats, task.spec)
-        seconds = time.perf_counter() - t0
-        result = score(model, encoded, task.spec, spec.budget, acc, pad_id)
+    fm = flops.flops_model(model, parts=parts)
+    t0 = time.perf_counter()
+    feats = {
+        name: (
+            features.extract(
+                model, linear, encoded[name], pad_id, spec.budget.eval_batch_size, acc.device
+            ),
+            encoded[name].labels,
+        )
+        for name in ("train", "validation")
+    }
+    info = strategy.fit_features(model, feats, task.spec)
+    seconds = time.perf_counter() - t0
+    result = score(model, encoded, task.spec, spec.budget, acc, pad_id)
     result.train_seconds = seconds
     result.train_samples = len(encoded["train"])
     tokens = sum(float(encoded[n].lengths.sum()) for n in ("train", "validation"))
     mean_len = tokens / max(len(encoded["train"]) + len(encoded["validation"]), 1)
     result.train_tokens = result.padded_positions = int(encoded["train"].lengths.sum())
-    flops = cost.prefix_forward_flops(fm, mean_len, len(parts.blocks)) * tokens
+    train_flops = (
+        flops.prefix_forward_flops(fm, mean_len, len(parts.blocks), spec.budget.eval_batch_size)
+        * tokens
+    )
     trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
     cache_info = {"used": False, "reason": "closed-form fit on features extracted once"}
-    return _Trained(result, strategy, parts, trainable, flops, mem, cache_info, info)
+    return Trained(result, strategy, parts, trainable, train_flops, cache_info, info)
 
 
-def _pad_id(tokenizer) -> int:
-    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-
-
-def _train(spec, ctx, task, encoded, strategy, parts) -> _Trained:
+def _train(spec, ctx, task, encoded, strategy, parts) -> Trained:
     """Count, cache what stays frozen, fit, and meter FLOPs and memory on the way."""
     if not strategy.trains_by_gradient:
         return _fit_closed_form(spec, ctx, task, encoded, strategy, parts)
     model, acc, budget = parts.model, ctx.accelerator, spec.budget
-    pad_id = _pad_id(ctx.tokenizer(spec.model))
+    pad_id = pad_id_of(ctx.tokenizer(spec.model))
     trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
-    fm = cost.flops_model(model, parts=parts)  # the set that trains now (before any unfreezing)
+    fm = flops.flops_model(model, parts=parts)  # the set that trains now (before any unfreezing)
     callbacks = strategy.callbacks()
     changes = any(cb.changes_trainable_set() for cb in callbacks)
-    with cost.PeakMemory(acc.device) as mem:
-        cache, cache_info = prepare_cache(
-            parts, trainable, changes, encoded, budget, pad_id, acc.device
-        )
-        first_cached = cache_info.get("first_trainable_block", 0) if cache is not None else 0
-        meter = cost.FlopsMeter(fm, parts, first_cached)  # before the cache's surgery
-        result = fit(
-            model,
-            strategy.param_groups(model, spec.lr, budget.weight_decay),
-            encoded,
-            task.spec,
-            budget,
-            spec.seed,
-            acc,
-            pad_id,
-            callbacks=[meter, *callbacks],
-            get_state=lambda: strategy.trainable_state_dict(model),
-            set_state=lambda s: strategy.load_trainable_state_dict(model, s),
-            progress=ctx.progress,
-            desc=f"{spec.task}/{spec.variant.label()}",
-            cache=cache,
-        )
+    cache, cache_info = prepare_cache(
+        parts, trainable, changes, encoded, budget, pad_id, acc.device
+    )
+    first_cached = cache_info.get("first_trainable_block", 0) if cache is not None else 0
+    meter = flops.FlopsMeter(fm, parts, first_cached)  # before the cache's surgery
+    result = fit(
+        model,
+        strategy.param_groups(model, spec.lr, budget.weight_decay),
+        encoded,
+        task.spec,
+        budget,
+        spec.seed,
+        acc,
+        pad_id,
+        callbacks=[meter, *callbacks],
+        get_state=lambda: strategy.trainable_state_dict(model),
+        set_state=lambda s: strategy.load_trainable_state_dict(model, s),
+        progress=ctx.progress,
+        desc=f"{spec.task}/{spec.variant.label()}",
+        cache=cache,
+    )
     # Building the cache replaces the frozen layers' forward passes: it is training time.
     result.train_seconds += cache_info.get("build_seconds", 0.0)
-    flops = meter.total
+    train_flops = meter.total
     if cache is not None:  # one forward pass of the cached blocks over the training tokens
         mean_len = result.padded_positions / max(result.train_samples, 1)
         tokens = float(encoded["train"].lengths.sum())
-        flops += cost.prefix_forward_flops(fm, mean_len, first_cached) * tokens
-    return _Trained(result, strategy, parts, trainable, flops, mem, cache_info)
+        train_flops += (
+            flops.prefix_forward_flops(fm, mean_len, first_cached, budget.eval_batch_size) * tokens
+        )
+    return Trained(result, strategy, parts, trainable, train_flops, cache_info)
 
 
-def _measurements(spec, ctx, task, encoded, trained: _Trained, labels) -> dict[str, Any]:
-    """Every measured field of the record (`RunRecord`), from the trained run."""
-    r, model = trained.fit, trained.parts.model
-    counts = cost.count_params(model, trained.trainable, trained.parts)
-    peak, peak_source = cost.peak_flops_per_second(ctx.accelerator.device)
-    achieved = trained.flops / r.train_seconds if r.train_seconds else None
-    lengths = encoded["train"].lengths
-    base = baselines.baseline(task.spec, encoded["train"].labels, labels)
-    primary = task.spec.primary_metric
-    check = baselines.learning_check(r.history, r.test[primary], base["test"][primary], primary)
-    return {
-        "precision": ctx.precision,
-        "task_info": {
-            "num_train": len(encoded["train"]),
-            "num_validation": len(encoded["validation"]),
-            "num_test": len(encoded["test"]),
-            "primary_metric": primary,
-            "metrics": list(task.spec.metrics),
-            "is_regression": task.spec.is_regression,
-            "source": task.source,
-            "mean_train_tokens": float(lengths.mean()) if len(lengths) else 0.0,
-        },
-        "metrics": r.metrics,
-        "primary_metric": primary,
-        "best_epoch": r.best_epoch,
-        "steps": r.steps,
-        "baseline": base,
-        "learning_check": check,
-        "history": r.history,
-        "trainable_params": counts.trainable,
-        "trainable_params_head": counts.trainable_head,
-        "total_params": counts.total,
-        "train_seconds": r.train_seconds,
-        "eval_seconds": r.eval_seconds,
-        "train_samples_per_second": _rate(r.train_samples, r.train_seconds),
-        "train_tokens_per_second": _rate(r.train_tokens, r.train_seconds),
-        "padding_share": 1 - r.train_tokens / r.padded_positions if r.padded_positions else 0.0,
-        "peak_memory_bytes": trained.memory.peak,
-        "memory_at_start_bytes": trained.memory.baseline,
-        "checkpoint_bytes": cost.checkpoint_bytes(trained.strategy.trainable_state_dict(model)),
-        "train_flops": trained.flops,
-        "achieved_flops_per_second": achieved,
-        "peak_flops_per_second": peak,
-        "peak_flops_source": peak_source,
-        "utilisation": achieved / peak if achieved and peak else None,
-        "frozen_cache": trained.cache_info,
-        "fit": trained.fit_info,
-    }
-
-
-def _rate(amount: float, seconds: float) -> float | None:
-    return amount / seconds if seconds else None
+def run_one(
+    spec: RunSpec, ctx: SweepContext, store: RunStore | None, announce: bool = True
+) -> RunRecord:
+    """Execute one run; a failure becomes a failed record (bad input still stops the sweep)."""
+    started = now()
+    predictions = None
+    try:
+        result = execute(spec, ctx)
+        record, predictions = result.record, result.predictions
+    except (KeyboardInterrupt, SystemExit, UserError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any failure is recorded and the sweep goes on
+        record = RunRecord.failed(spec, ctx.env, started, e)
+        if store is not None and announce:
+            tqdm.write(f"run {spec.run_id} failed: {record.error}")
+    if store is not None:
+        store.write(record, predictions)
+    return record
 
 
 def release_memory() -> None:

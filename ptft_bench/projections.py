@@ -17,6 +17,8 @@ ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
 ALL_LINEAR = "all-linear"
 # Leaf names of the q/k/v projections: BERT `query`, DistilBERT `q_lin`, DeBERTa-v2 `query_proj`.
 _QKV_TOKENS = {"query": {"q", "query"}, "key": {"k", "key"}, "value": {"v", "value"}}
+# Every leaf-name token that marks a q/k/v projection (shared with the FLOPs count).
+QKV_LEAF_TOKENS = frozenset(t for tokens in _QKV_TOKENS.values() for t in tokens)
 
 
 def find_projections(parts: ModelParts) -> dict[str, list[str]]:

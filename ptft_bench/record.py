@@ -180,7 +180,17 @@ class RunRecord:
         ),
     )
     memory_at_start_bytes: int | None = field(
-        default=None, metadata=doc("memory in use when the run's measurement started", "B")
+        default=None,
+        metadata=doc("memory in use before the run's model was loaded (the baseline)", "B"),
+    )
+    run_memory_bytes: int | None = field(
+        default=None,
+        metadata=doc(
+            "the run's own memory: peak minus the baseline; on CPU meaningful per run when each "
+            "run has a fresh process (env.worker)",
+            "B",
+            True,
+        ),
     )
     checkpoint_bytes: int | None = field(
         default=None,
@@ -199,6 +209,15 @@ class RunRecord:
     peak_flops_source: str | None = field(default=None, metadata=doc("where the peak comes from"))
     utilisation: float | None = field(
         default=None, metadata=doc("achieved / peak FLOP/s", "0..1", True)
+    )
+    inference: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            '{"model": {latency_ms_median, latency_ms_p95, throughput_per_second, '
+            'examples_timed}, "merged": (same, when the weights merge), '
+            '"merged_max_logit_difference", "same_architecture_as_base"} on the test split '
+            "(`ptft_bench.inference`)"
+        ),
     )
     frozen_cache: dict[str, Any] | None = field(
         default=None,

@@ -113,6 +113,13 @@ class Strategy:
         """Callbacks the training loop runs (empty for static strategies)."""
         return []
 
+    def merged(self, model: nn.Module) -> nn.Module | None:
+        """A copy of the trained `model` with this strategy's weights merged into the base
+        weights (no inference overhead), or None when there is nothing to merge (the model
+        already has the base architecture) or the strategy cannot be merged (adapters, prompts).
+        """
+        return None
+
     def fit_features(self, model: nn.Module, features: dict[str, Any], task: Any) -> dict[str, Any]:
         """Closed-form strategies (`trains_by_gradient = False`) set their weights here.
 

@@ -3,15 +3,25 @@
 Layout of a run folder:
     RUN_DIR/records/<run_id>.json       the run's `RunRecord` (ok or failed)
     RUN_DIR/predictions/<run_id>.npz    per-example predictions and labels of each evaluated split
+    RUN_DIR/claims/<run_id>.claim       a run being trained now: {"pid", "host", "start"}
     RUN_DIR/plan.json                   every planned run, so a report can list the missing ones
 Predictions are written before the record that points at them, each atomically: a crash leaves
 no record (the run is redone) or a whole record with its predictions.
+
+Claims make concurrent workers (`--jobs`, or several `ptft-bench run` on one folder) exclusive:
+a claim is created with O_CREAT | O_EXCL, which exactly one process wins. A claim whose process
+is gone (a worker killed with SIGKILL; a zombie; a pid since reused, told apart by the process's
+start time) is stale: the next start takes it over, by renaming it
+away first, which again exactly one process wins. A claim from another host cannot be checked
+and is respected; shard across machines with `--shard` instead.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +94,47 @@ class RunStore:
         plan["runs"] = plan.get("runs", []) + [r for r in runs if r["run_id"] not in known]
         atomic.write_json(path, plan)
 
+    # -- claims ----------------------------------------------------------------------------------
+    def claim_path(self, run_id: str) -> Path:
+        return self.root / "claims" / f"{run_id}.claim"
+
+    def claim(self, run_id: str, pid: int | None = None) -> bool:
+        """Claim `run_id` for process `pid` (default: this one); False if another live one has it."""
+        path = self.claim_path(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):  # the second try follows the takeover of a stale claim
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._take_over_if_stale(path):
+                    return False
+                continue
+            pid = pid or os.getpid()
+            info = {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
+            with os.fdopen(fd, "w") as f:
+                json.dump(info, f)
+            return True
+        return False
+
+    def release(self, run_id: str) -> None:
+        self.claim_path(run_id).unlink(missing_ok=True)
+
+    def claimed_by_other(self, run_id: str) -> bool:
+        """True when a live process other than this one holds the claim."""
+        owner = _claim_owner(self.claim_path(run_id))
+        return owner is not None and owner[0] != os.getpid() and _alive(owner)
+
+    def _take_over_if_stale(self, path: Path) -> bool:
+        owner = _claim_owner(path)
+        if owner is None or _alive(owner):  # unreadable (being written) or live: respect it
+            return False
+        try:  # exactly one process wins the rename of a stale claim
+            os.rename(path, path.with_name(f".{path.name}.stale-{os.getpid()}"))
+        except FileNotFoundError:
+            return False
+        path.with_name(f".{path.name}.stale-{os.getpid()}").unlink(missing_ok=True)
+        return True
+
     def clean_temporaries(self) -> int:
         """Remove temporary files left by a killed process (never whole records)."""
         n = 0
@@ -93,6 +144,44 @@ class RunStore:
                     p.unlink(missing_ok=True)
                     n += 1
         return n
+
+
+def _claim_owner(path: Path) -> tuple[int, str | None] | None:
+    """(pid, start time) of a claim made on this host; None if unreadable, absent or remote."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if info.get("host") != socket.gethostname() or not info.get("pid"):
+        return None
+    return int(info["pid"]), info.get("start")
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (tells a reused pid apart), or None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _alive(owner: tuple[int, str | None]) -> bool:
+    """The claiming process still runs: not gone, not a zombie, not a reused pid."""
+    pid, start = owner
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): the pid exists
+    if state in ("Z", "X"):  # exited, not yet reaped by its parent
+        return False
+    return start is None or _process_start(pid) == start
 
 
 def load_predictions(run_dir: Path, record: RunRecord) -> dict[str, dict[str, np.ndarray]] | None:

@@ -13,6 +13,7 @@ stays frozen, as in peft's own sequence-classification setup. `lora` lives in `s
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -246,6 +247,16 @@ class PeftStrategy(Strategy):
             "tinit": opts.get("tinit", total // 10),
             "tfinal": opts.get("tfinal", total // 5),
         }
+
+    def merged(self, model: nn.Module) -> nn.Module | None:
+        """peft's `merge_and_unload` on a copy (LoRA family, IA3, ...); None for prompt methods."""
+        config = getattr(model, "active_peft_config", None)
+        if config is None or config.is_prompt_learning:
+            return None  # not a peft model, or virtual tokens that cannot fold into weights
+        try:
+            return copy.deepcopy(model).merge_and_unload()
+        except (ValueError, NotImplementedError, AttributeError, TypeError):
+            return None  # a method peft cannot merge
 
     # -- saving: names without peft's wrapper segments ---------------------------------------
     def trainable_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:

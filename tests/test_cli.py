@@ -133,7 +133,7 @@ REAL_CLI = {"unknown-task", "lora-r0", "missing-data-file", "label-outside-set",
 
 def run_args(work: Path, case, out: Path) -> list[str]:
     _, args, _ = case
-    full = ["run", *args(work), "--out", str(out), "--quiet", "--no-report"]
+    full = ["run", *args(work), "--out", str(out), "--quiet", "--no-report", "--jobs", "0"]
     if "--strategies" not in full:
         full += ["--strategies", "head_only"]
     if "--model" not in full:

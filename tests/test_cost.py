@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from ptft_bench import cost
+from ptft_bench import cost, flops
 from ptft_bench.model_parts import find_parts
 
 
@@ -44,30 +44,64 @@ def test_tied_weights_counted_once():
 
 
 def test_flops_formula_hand_checked():
-    """Per layer: Q,K,V,O 4*16 + FFN 4*8*2 = 128 matmul params; head: pooler 16 + classifier 8."""
+    """Per layer: Q,K,V,O 4*16 + FFN 4*8*2 = 128 matmul params; head: pooler 16 + classifier 8.
+
+    Per sequence of 10 tokens and block, attention scores cost 4*10*10*4 = 1600 forward and 800
+    per backward matmul (dQ, dK, dP, dV). The head reads one position: it runs once per sequence.
+    """
     m = tiny_bert()
-    seq = 10
-    attn = 4 * seq * 4  # 160 per layer and token
-    fm = cost.flops_model(m)  # everything trainable
-    assert fm.per_layer == [128, 128] and fm.head == 24 and fm.trainable_matmul == 280
-    fwd = 2 * 24 + 2 * (2 * 128 + attn)
-    bwd = 2 * 24 + 2 * (2 * 128 + 2 * attn) + 2 * 280
-    assert cost.train_flops_per_token(fm, seq) == fwd + bwd == 880 + 1760
+    seq, attn = 10, 1600
+    fm = flops.flops_model(m)  # everything trainable: every input needs a gradient
+    assert fm.per_layer == [128, 128] and fm.head.fwd == 24
+    assert [(s.dx, s.dw, s.attention_bwd) for s in fm.stages[1:]] == [(128, 128, 4)] * 2
+    block = 2 * seq * (128 + 128 + 128) + attn + 4 * 800
+    head = 2 * (24 + 24 + 24)
+    assert flops.train_flops_per_step(fm, 1, seq) == 2 * block + head == 25104
+    assert flops.train_flops_per_token(fm, seq) == 2510.4
 
     for n, p in m.named_parameters():  # head only: no activation gradients through the blocks
         p.requires_grad_(n.startswith(("classifier", "bert.pooler")))
-    fm = cost.flops_model(m)
-    assert fm.lowest_trainable_layer == 3 and fm.trainable_matmul == 24
-    assert cost.train_flops_per_token(fm, seq) == 880 + (2 * 24 + 2 * 24)
+    fm = flops.flops_model(m)
+    assert [(s.dx, s.dw, s.attention_bwd) for s in fm.stages[1:]] == [(0, 0, 0)] * 2
+    frozen = 2 * seq * 128 + attn  # a forward pass only
+    head = 2 * (24 + 8 + 24)  # the pooler's input needs no gradient, the classifier's does
+    assert flops.train_flops_per_step(fm, 1, seq) == 2 * frozen + head == 8432
     # the blocks served from a cache cost nothing after the first pass
-    assert cost.train_flops_per_token(fm, seq, first_cached_layer=2) == 2 * 24 + 96
+    assert flops.train_flops_per_step(fm, 1, seq, first_cached_layer=2) == head
+    assert flops.prefix_forward_flops(fm, seq, 2) * seq == 2 * frozen
 
     for n, p in m.named_parameters():  # top-1: gradients flow through the last block only
         p.requires_grad_(n.startswith(("classifier", "bert.pooler", "bert.encoder.layer.1.")))
-    fm = cost.flops_model(m)
-    assert fm.lowest_trainable_layer == 2
-    bwd = 2 * 24 + (2 * 128 + 2 * attn) + 2 * (128 + 24)
-    assert cost.train_flops_per_token(fm, seq) == 880 + bwd
+    fm = flops.flops_model(m)
+    # the bottom trainable block's q/k/v projections read a frozen input: weight gradients only
+    assert (fm.stages[2].dx, fm.stages[2].dw) == (128 - 3 * 16, 128)
+    top = 2 * seq * (128 + 80 + 128) + attn + 4 * 800
+    head = 2 * (24 + 24 + 24)
+    assert flops.train_flops_per_step(fm, 1, seq) == frozen + top + head == 15824
+
+
+def test_flops_prompt_methods_hand_checked():
+    """Virtual tokens: prompt tuning lengthens every block's sequence, prefix tuning the keys."""
+    from ptft_bench.registry import get_strategy
+
+    seq = 10
+    m = get_strategy("prompt_tuning", num_virtual_tokens=2).apply(tiny_bert())
+    fm = flops.flops_model(m)
+    assert (fm.prompt_tokens, fm.prefix_tokens) == (2, 0)
+    # 12 rows per sequence, every input needs a gradient (down to the prompt), no weights train
+    block = 2 * 12 * (128 + 128) + 4 * 12 * 12 * 4 * (1 + 4 / 2)
+    head = 2 * (24 + 24 + 8)  # peft trains the classifier, not BERT's pooler
+    assert flops.train_flops_per_step(fm, 1, seq) == 2 * block + head
+
+    m = get_strategy("prefix_tuning", num_virtual_tokens=2).apply(tiny_bert())
+    fm = flops.flops_model(m)
+    assert (fm.prompt_tokens, fm.prefix_tokens) == (0, 2)
+    # 10 rows, 12 keys; the gradient reaches the bottom block's attention (its keys and values),
+    # not its q/k/v projections' input, nor its queries (no dQ)
+    scores = 4 * 10 * 12 * 4
+    bottom = 2 * 10 * (128 + 80) + scores * (1 + 3 / 2)
+    above = 2 * 10 * (128 + 128) + scores * (1 + 4 / 2)
+    assert flops.train_flops_per_step(fm, 1, seq) == bottom + above + 2 * (24 + 24 + 8)
 
 
 def test_checkpoint_bytes_grow_with_state():
@@ -106,14 +140,12 @@ def test_flops_meter_follows_the_trainable_set_step_by_step():
     m = tiny_bert()
     for n, p in m.named_parameters():
         p.requires_grad_(n.startswith(("classifier", "bert.pooler")))
-    meter = cost.FlopsMeter(cost.flops_model(m), find_parts(m))
-    st = TrainState(m, None, batch_positions=100, batch_width=10)
+    meter = flops.FlopsMeter(flops.flops_model(m), find_parts(m))
+    st = TrainState(m, None, batch_positions=100, batch_width=10)  # 10 sequences of 10
     meter.on_step_end(st)
-    assert meter.total == 100 * (880 + 96)  # head only: see the hand-checked case above
+    assert meter.total == 10 * 8432  # head only: see the hand-checked case above
     for n, p in m.named_parameters():  # a callback unfreezes the last block
         if n.startswith("bert.encoder.layer.1."):
             p.requires_grad_(True)
     meter.on_step_end(st)
-    attn = 4 * 10 * 4
-    top1 = 880 + 2 * 24 + (2 * 128 + 2 * attn) + 2 * (128 + 24)
-    assert meter.total == 100 * (880 + 96) + 100 * top1
+    assert meter.total == 10 * 8432 + 10 * 15824  # top-1

@@ -57,6 +57,8 @@ def base_args(work: Path, out: Path, *strategies: str) -> list[str]:
         str(out),
         "--quiet",
         "--no-report",
+        "--jobs",
+        "0",  # in this process: parallel workers are tested in test_workers.py
     ]
 
 

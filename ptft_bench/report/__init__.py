@@ -4,9 +4,13 @@
     write_report([Path("runs/quick")], Path("reports/quick"))
     print(summary_table([Path("runs/quick")]))
 
-Modules: `load` (records and plan.json -> pandas), `stats` (seed summaries, paired tests, Pareto),
-`aggregate` (lr selection, leaderboards, ranks, gaps to full fine-tuning), `recommend` (budgets,
-Pareto sets), `figures`, `sections*` (content), `markdown` / `html` (renderings), `write`.
+Modules, in the order data flows: `load` (records and plan.json -> pandas), `aggregate` (lr
+selection, leaderboards, ranks), `evidence` (the selected runs' per-example predictions ->
+bootstrap statistics per task, cached: `significance` on top of `kernels` and `gaps`, `ranks`
+across tasks), `recommend` (budgets, the recommendation rule, Pareto sets), `sections_*` (content:
+the answer first, then setup, per-task leaderboards, across tasks, figures, runs that did not
+learn, failures, cost), `figures*` / `plotting`, `markdown` / `html` (renderings), `summary`
+(summary.csv), `write`.
 """
 
 from ptft_bench.report.load import RunSet, load_runs

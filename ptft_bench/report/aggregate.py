@@ -17,9 +17,9 @@ from ptft_bench.report.load import RunSet
 from ptft_bench.report.stats import PairedResult, paired, rank_desc, summarize
 
 REFERENCE_STRATEGY = "full"
-# Cost columns averaged over the seeds of the selected learning rate: the record's cost fields
-# plus the share of trainable parameters.
-COST_COLUMNS = (*cost_fields(), "trainable_pct")
+# Cost columns averaged over the seeds of the selected learning rate: the record's cost fields,
+# the share of trainable parameters and the serving cost (`load.serving_cost`).
+COST_COLUMNS = (*cost_fields(), "trainable_pct", "inference_latency_ms", "inference_throughput")
 GROUP = ["task", "model", "variant"]
 
 
@@ -63,6 +63,11 @@ def _row_for_variant(
         "lr_note": "",
         "seed_scores": {},
         "test_metrics": {},
+        "selected_runs": [],
+        "n_learned": 0,
+        "n_not_learned": 0,
+        "did_not_learn": False,
+        "baseline": {},
     }
     if ok.empty:
         row.update(n_seeds=0, test_mean=math.nan, test_std=math.nan)
@@ -90,11 +95,27 @@ def _row_for_variant(
         },
         history=list(sel["history"]),
         seed_list=list(sel["seed"]),
+        **_evidence_columns(sel),
     )
     for col in COST_COLUMNS:
         vals = sel[col].astype(float)
         row[col] = float(vals.mean()) if vals.notna().any() else math.nan
     return row
+
+
+def _evidence_columns(sel: pd.DataFrame) -> dict[str, Any]:
+    """The selected-lr runs (for per-example evidence), their learning checks and baseline."""
+    runs = sel.sort_values("seed", key=lambda s: s.astype(str))
+    n_not = int((runs["learned"] == False).sum())  # noqa: E712 (None = no check recorded)
+    baselines = [b for b in runs["baseline"] if b]
+    return {
+        "selected_runs": list(zip(runs["seed"], runs["record"], runs["source"])),
+        "n_learned": int((runs["learned"] == True).sum()),  # noqa: E712
+        "n_not_learned": n_not,
+        # Every selected run learned nothing: the variant cannot be the best or recommended.
+        "did_not_learn": n_not == len(runs) > 0,
+        "baseline": baselines[0] if baselines else {},
+    }
 
 
 def leaderboard(rs: RunSet) -> pd.DataFrame:
@@ -123,8 +144,10 @@ def leaderboard(rs: RunSet) -> pd.DataFrame:
     if lb.empty:
         return lb
     lb["rank"] = math.nan
+    # Variants that learned nothing are not ranked: they are listed apart, never compared.
+    ranked = lb["test_mean"].where(~lb["did_not_learn"].astype(bool))
     for _, idx in lb.groupby(["task", "model"]).groups.items():
-        lb.loc[idx, "rank"] = rank_desc(lb.loc[idx, "test_mean"].tolist())
+        lb.loc[idx, "rank"] = rank_desc(ranked.loc[idx].tolist())
     # Fill the primary metric name for rows whose runs all failed, from their task.
     names = lb.dropna(subset=["primary_metric"]).groupby("task")["primary_metric"].first()
     lb["primary_metric"] = lb["primary_metric"].fillna(lb["task"].map(names))
@@ -152,11 +175,14 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
             trainable_params=("trainable_params", "mean"),
             train_seconds=("train_seconds", "mean"),
             peak_memory_bytes=("peak_memory_bytes", "mean"),
+            n_did_not_learn=("did_not_learn", "sum"),
         )
         .reset_index()
     )
     n_tasks = ok.groupby("model")["task"].nunique()
     out["all_tasks"] = out["n_tasks"] == out["model"].map(n_tasks)
+    # Only variants that learned on every task compete for recommendations.
+    out["learned_all"] = out["n_did_not_learn"] == 0
     return out.sort_values(
         ["model", "mean_rank", "mean_score"], ascending=[True, True, False]
     ).reset_index(drop=True)

@@ -1,8 +1,6 @@
-"""Figures (matplotlib, Agg backend): trade-offs with Pareto frontiers, learning curves, seed bars.
-
-Made for print: every axis is labelled with its unit, counts spanning decades use a log scale,
-each strategy family has one colour (variants within a family differ by marker), and legends sit
-outside the axes so they never hide data.
+"""Figures per task: quality against cost (points labelled directly, intervals as error bars,
+Pareto frontier), learning curves and seed bars; `make_figures` writes them and the statistical
+figures of `figures_stats` (forest plots, critical-difference diagrams).
 """
 
 from __future__ import annotations
@@ -11,63 +9,23 @@ import math
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: reports are generated on servers and in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ptft_bench.report.stats import pareto_mask  # noqa: E402
-
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-DPI = 150
-plt.rcParams.update(
-    {
-        "font.size": 9,
-        "axes.titlesize": 10,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "legend.frameon": False,
-    }
+from ptft_bench.report.evidence import Evidence, TaskEvidence
+from ptft_bench.report.figures_stats import cd_figure, forest_all_figure, forest_figure
+from ptft_bench.report.plotting import (
+    Style,
+    family_legend,
+    log_if_decades,
+    place_labels,
+    plt,
+    safe_name,
+    save,
+    style_of,
+    variant_styles,
 )
-
-Style = dict[str, dict[str, Any]]
-LINESTYLES = ["-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
-
-
-def variant_styles(lb: pd.DataFrame) -> Style:
-    """{variant: {"color", "marker", "family"}}: one colour per family, markers within it."""
-    palette = plt.get_cmap("tab10").colors
-    fams = sorted(lb["strategy_family"].dropna().unique(), key=lambda f: (f != "full", f))
-    colour = {f: palette[i % len(palette)] for i, f in enumerate(fams)}
-    styles: Style = {}
-    for fam in fams:
-        variants = sorted(lb.loc[lb["strategy_family"] == fam, "variant"].unique())
-        for j, v in enumerate(variants):
-            styles[v] = {
-                "color": colour[fam],
-                "marker": MARKERS[j % len(MARKERS)],
-                # lines of one family share a colour: dash patterns tell them apart
-                "linestyle": LINESTYLES[j % len(LINESTYLES)],
-                "family": fam,
-            }
-    return styles
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _log_if_decades(ax: Any, values: pd.Series, axis: str = "x") -> bool:
-    v = values[(values > 0) & values.notna()]
-    if len(v) and v.max() / v.min() >= 10:
-        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-        return True
-    return False
+from ptft_bench.report.stats import pareto_mask
 
 
 def _legend_outside(fig: Any, axes: list[Any]) -> None:
@@ -86,13 +44,6 @@ def _legend_outside(fig: Any, axes: list[Any]) -> None:
     )
 
 
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    return path
-
-
 TRADEOFF_AXES = (
     ("trainable_params", "trainable parameters (count)", 1.0),
     ("train_seconds", "train time (s)", 1.0),
@@ -100,56 +51,84 @@ TRADEOFF_AXES = (
 )
 
 
+def score_intervals(g: pd.DataFrame, ev: TaskEvidence | None) -> dict[str, tuple[float, float]]:
+    """{variant: (low, high)} of the mean test score in points: the bootstrap interval where
+    there are predictions, else the t interval over 3+ seeds; absent otherwise."""
+    out = {}
+    for _, r in g.iterrows():
+        v = str(r["variant"])
+        if ev is not None and ev.has(v):
+            lo, hi = ev.samples.score_interval(v)
+            out[v] = (100 * lo, 100 * hi)
+        elif math.isfinite(r["test_ci_low"]):
+            out[v] = (r["test_ci_low"], r["test_ci_high"])
+    return out
+
+
+def _tradeoff_panel(ax, g: pd.DataFrame, col: str, scale: float, styles: Style, ci) -> pd.Series:
+    """Points with interval bars on one cost axis, and the frontier of those that learned."""
+    x = g[col] * scale
+    for (_, r), xv in zip(g.iterrows(), x):
+        st = style_of(styles, r["variant"])
+        lo, hi = ci.get(r["variant"], (r["test_mean"], r["test_mean"]))
+        yerr = [[max(0.0, r["test_mean"] - lo)], [max(0.0, hi - r["test_mean"])]]
+        colour = "0.6" if r["did_not_learn"] else st["color"]
+        ax.errorbar(
+            xv,
+            r["test_mean"],
+            yerr=yerr,
+            fmt=st["marker"],
+            color=colour,
+            ms=5,
+            capsize=2,
+            lw=0.8,
+            zorder=3,
+        )
+    learned = ~g["did_not_learn"].astype(bool)
+    mask = np.array(pareto_mask(x.where(learned).tolist(), g["test_mean"].tolist()))
+    if mask.any():
+        front = pd.DataFrame({"x": x[mask], "y": g["test_mean"][mask]}).sort_values("x")
+        ax.plot(
+            front["x"], front["y"], ls="--", color="0.35", lw=1, drawstyle="steps-post", zorder=2
+        )
+    return x
+
+
 def tradeoff_figure(
-    g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path
+    g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path, ev=None
 ) -> Path | None:
-    """Quality vs trainable parameters, train time and peak memory, Pareto frontiers dashed."""
+    """Quality vs trainable parameters, train time and peak memory; every point labelled."""
     g = g[g["test_mean"].notna()]
     axes_spec = [a for a in TRADEOFF_AXES if g[a[0]].notna().any()]
     if g.empty or not axes_spec:
         return None
     fig, axes = plt.subplots(
-        1, len(axes_spec), figsize=(3.6 * len(axes_spec), 3.4), sharey=True, squeeze=False
+        1, len(axes_spec), figsize=(4.6 * len(axes_spec), 4.2), sharey=True, squeeze=False
     )
     axes = list(axes[0])
+    ci = score_intervals(g, ev)
+    xs = []
     for ax, (col, label, scale) in zip(axes, axes_spec):
-        x = g[col] * scale
-        for (_, r), xv in zip(g.iterrows(), x):
-            st = styles[r["variant"]]
-            err = r["test_std"] if math.isfinite(r["test_std"]) else None
-            ax.errorbar(
-                xv,
-                r["test_mean"],
-                yerr=err,
-                fmt=st["marker"],
-                color=st["color"],
-                ms=6,
-                capsize=2,
-                lw=1,
-                label=r["variant"],
-                zorder=3,
-            )
-        mask = np.array(pareto_mask(x.tolist(), g["test_mean"].tolist()))
-        if mask.sum() >= 1:
-            front = pd.DataFrame({"x": x[mask], "y": g["test_mean"][mask]}).sort_values("x")
-            ax.plot(
-                front["x"],
-                front["y"],
-                ls="--",
-                color="0.35",
-                lw=1,
-                drawstyle="steps-post",
-                label="Pareto frontier",
-                zorder=2,
-            )
-        logged = _log_if_decades(ax, x)
+        x = _tradeoff_panel(ax, g, col, scale, styles, ci)
+        logged = log_if_decades(ax, x)
         ax.set_xlabel(label + (", log scale" if logged else ""))
-        ax.margins(x=0.12, y=0.12)
-    axes[0].set_ylabel(f"test {metric} (points)")
+        ax.margins(x=0.15, y=0.12)
+        xs.append(x)
+    axes[0].set_ylabel(f"test {metric} (points, 95% interval)")
     fig.suptitle(title)
-    _legend_outside(fig, axes)
+    dead = g["did_not_learn"].astype(bool)
+    family_legend(
+        fig, styles, list(g.loc[~dead, "variant"]), grey="learned nothing" if dead.any() else ""
+    )
     fig.tight_layout()
-    return _save(fig, path)
+    for ax, x in zip(axes, xs):
+        colours = [
+            "0.45" if d else style_of(styles, v)["color"]
+            for v, d in zip(g["variant"], g["did_not_learn"])
+        ]
+        spans = [ci.get(v, (m, m)) for v, m in zip(g["variant"], g["test_mean"])]
+        place_labels(ax, list(zip(x, g["test_mean"], g["variant"].astype(str), colours)), spans)
+    return save(fig, path)
 
 
 def _curves(histories: list[list[dict[str, Any]]], metric: str) -> tuple[pd.Series, pd.Series]:
@@ -210,7 +189,7 @@ def learning_curves(
         return None
     ax_l.set_xlabel("optimizer step")
     ax_l.set_ylabel("train loss (moving average)")
-    _log_if_decades(
+    log_if_decades(
         ax_l,
         pd.Series(
             [ln.get_ydata().max() for ln in ax_l.lines]
@@ -223,7 +202,7 @@ def learning_curves(
     fig.suptitle(title)
     _legend_outside(fig, [ax_l, ax_v])
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def seed_bars(g: pd.DataFrame, styles: Style, metric: str, title: str, path: Path) -> Path | None:
@@ -265,27 +244,43 @@ def seed_bars(g: pd.DataFrame, styles: Style, metric: str, title: str, path: Pat
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def make_figures(lb: pd.DataFrame, fig_dir: Path) -> dict[tuple[str, str, str], Path]:
-    """Write every figure; returns {(kind, task, model): path} for the ones with data."""
+def _task_figures(g, styles, ev, fig_dir: Path) -> dict[str, Path]:
+    metric = (
+        str(g["primary_metric"].dropna().iloc[0]) if g["primary_metric"].notna().any() else "score"
+    )
+    task, model = str(g["task"].iloc[0]), str(g["model"].iloc[0])
+    stem, title = safe_name(f"{task}__{model}"), f"{task} · {model}"
+    out = {
+        "forest": forest_figure(g, ev, styles, title, fig_dir / f"forest_{stem}.png"),
+        "tradeoffs": tradeoff_figure(
+            g, styles, metric, title, fig_dir / f"tradeoffs_{stem}.png", ev
+        ),
+        "curves": learning_curves(g, styles, metric, title, fig_dir / f"curves_{stem}.png"),
+        "bars": seed_bars(g, styles, metric, title, fig_dir / f"bars_{stem}.png"),
+    }
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def make_figures(
+    lb: pd.DataFrame, evidence: Evidence, fig_dir: Path
+) -> dict[tuple[str, str, str], Path]:
+    """Write every figure; returns {(kind, task, model): path} ("" as task for the figures
+    across tasks) for the ones with data."""
     styles = variant_styles(lb)
     out: dict[tuple[str, str, str], Path] = {}
     for (task, model), g in lb.groupby(["task", "model"]):
-        metric = (
-            str(g["primary_metric"].dropna().iloc[0])
-            if g["primary_metric"].notna().any()
-            else "score"
-        )
-        stem = _safe(f"{task}__{model}")
-        title = f"{task} · {model}"
-        for kind, fn in (
-            ("tradeoffs", tradeoff_figure),
-            ("curves", learning_curves),
-            ("bars", seed_bars),
-        ):
-            path = fn(g, styles, metric, title, fig_dir / f"{kind}_{stem}.png")
+        ev = evidence.task(str(task), str(model))
+        for kind, path in _task_figures(g, styles, ev, fig_dir).items():
+            out[(kind, str(task), str(model))] = path
+    for model, g in lb.groupby("model"):
+        stem = safe_name(str(model))
+        forest = forest_all_figure(g, evidence, styles, fig_dir / f"forest_all__{stem}.png")
+        ranks = evidence.ranks.get(str(model))
+        cd = cd_figure(ranks, styles, str(model), fig_dir / f"cd__{stem}.png") if ranks else None
+        for kind, path in (("forest_all", forest), ("cd", cd)):
             if path is not None:
-                out[(kind, str(task), str(model))] = path
+                out[(kind, "", str(model))] = path
     return out

@@ -79,8 +79,8 @@ def rate(x: Any) -> str:
 
 
 def lr(x: Any) -> str:
-    """Learning rates: 5e-04 style, compact."""
-    return f"{float(x):.0e}" if finite(x) else DASH
+    """Learning rates: 5e-04 style, compact; 0 (closed-form fits, no learning rate) is a dash."""
+    return f"{float(x):.0e}" if finite(x) and float(x) != 0 else DASH
 
 
 def points(x: Any, digits: int = 1) -> str:
@@ -112,3 +112,30 @@ def signed(x: Any, std: Any = None, digits: int = 1) -> str:
     if finite(std):
         out += f" ± {float(std):.{digits}f}"
     return out
+
+
+def gap(observed: Any, low: Any, high: Any, digits: int = 1) -> str:
+    """A difference in points with its interval: "−1.2 [−2.5, +0.1]"."""
+    if not finite(observed):
+        return DASH
+    if not (finite(low) and finite(high)):
+        return signed(observed, digits=digits)
+    return f"{signed(observed, digits=digits)} [{signed(low, digits=digits)}, {signed(high, digits=digits)}]"
+
+
+def pvalue(p: Any) -> str:
+    """ "0.032", "<0.001", or a dash."""
+    if not finite(p):
+        return DASH
+    p = float(p)
+    return "<0.001" if p < 0.001 else f"{p:.3g}"
+
+
+def ratio(x: Any) -> str:
+    """A multiple of a reference: "0.45×"."""
+    return f"{float(x):.2g}×" if finite(x) else DASH
+
+
+def milliseconds(x: Any) -> str:
+    """Latencies: 12.3 ms."""
+    return f"{float(x):.3g} ms" if finite(x) else DASH

@@ -90,6 +90,29 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def learning(rec: RunRecord) -> dict[str, Any]:
+    """{"learned": True | False | None (no check recorded), "learn_reasons": [...]}."""
+    check = _dict(rec.learning_check)
+    learned = check.get("learned")
+    reasons = check.get("reasons")
+    return {
+        "learned": None if learned is None else bool(learned),
+        "learn_reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
+    }
+
+
+def serving_cost(rec: RunRecord) -> dict[str, float]:
+    """Inference cost from `record.inference` (NaN in older records): of the merged model when
+    the fine-tune's weights merge into the base (that is how it would be served), else of the
+    model as trained."""
+    info = _dict(getattr(rec, "inference", None) or rec.extra.get("inference"))
+    served = _dict(info.get("merged")) or _dict(info.get("model"))
+    return {
+        "inference_latency_ms": _num(served.get("latency_ms_median")),
+        "inference_throughput": _num(served.get("throughput_per_second")),
+    }
+
+
 def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
     """Flatten one run record into a row; unknown or missing values become NaN / None."""
     strategy = str(rec.strategy or "unknown")
@@ -123,6 +146,11 @@ def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
         "finished_at": rec.finished_at,
         "source": source,
         "record": rec,
+        "has_predictions": bool(_dict(rec.predictions).get("file")),
+        "baseline": _dict(rec.baseline),
+        "pooling": getattr(rec, "pooling", None) or rec.extra.get("pooling"),
+        **learning(rec),
+        **serving_cost(rec),
     }
     for key in NUMERIC_KEYS:
         row[key] = _num(getattr(rec, key))

@@ -1,4 +1,4 @@
-"""Report sections built from the records: setup, leaderboards, failures and cost.
+"""Report sections built from the records: setup, runs that did not learn, failures and cost.
 
 Everything here is derived from the run records; no sentence depends on a hand-written value.
 """
@@ -6,7 +6,6 @@ Everything here is derived from the run records; no sentence depends on a hand-w
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from typing import Any
 
@@ -31,7 +30,7 @@ def _uniq(values: Any) -> list[Any]:
 def setup_section(rs: RunSet) -> Section:
     """Models, tasks and sizes, budget, seeds, device, versions, run counts, compute time."""
     runs = rs.runs
-    sec = Section("1. Setup")
+    sec = Section("2. Setup")
     n_ok, n_failed, n_missing = len(rs.ok), len(rs.failed), len(rs.missing)
     compute = runs["train_seconds"].fillna(0).sum() + runs["eval_seconds"].fillna(0).sum()
     started = pd.to_datetime(runs["started_at"], errors="coerce", utc=True)
@@ -64,6 +63,7 @@ def setup_section(rs: RunSet) -> Section:
     )
     for d, n in devices.most_common():
         items.append(f"Device ({n} runs): {d}")
+    items += _machine_items(envs, runs)
     precisions = _uniq(runs["precision"])
     if precisions:
         items.append(f"Precision: {', '.join(precisions)}")
@@ -74,6 +74,32 @@ def setup_section(rs: RunSet) -> Section:
     sec.blocks.append(Bullets(items))
     sec.blocks.append(_task_table(runs))
     return sec
+
+
+def _counted(values: list[Any]) -> str:
+    counts = Counter(str(v) for v in values if v is not None and v == v and v != "")
+    return ", ".join(f"{v} ({n} runs)" for v, n in counts.most_common())
+
+
+def _machine_items(envs: list[dict[str, Any]], runs: pd.DataFrame) -> list[str]:
+    """CPU, threads and pooling, when the records carry them."""
+    items = []
+    cpus = _counted([e.get("cpu") for e in envs])
+    if cpus:
+        items.append(f"CPU: {cpus}")
+    threads = _counted(
+        [
+            f"{e['threads']} thread{'s' if e['threads'] != 1 else ''}"
+            + (f" of {e['cores_available']} cores" if e.get("cores_available") else "")
+            for e in envs
+            if e.get("threads")
+        ]
+    )
+    if threads:
+        items.append(f"Threads: {threads}")
+    pooling = _counted(list(runs["pooling"])) if "pooling" in runs else ""
+    items.append(f"Pooling (what the head reads): {pooling or 'not recorded'}")
+    return items
 
 
 def _task_table(runs: pd.DataFrame) -> Table:
@@ -117,84 +143,9 @@ COST_SPEC = (
 )
 
 
-def _leaderboard_row(r: pd.Series, show_ci: bool, others: list[str], costs: list) -> list[Cell]:
-    row = [
-        Cell(
-            fmt.points(r["rank"], 1 if r["rank"] % 1 else 0) if fmt.finite(r["rank"]) else fmt.DASH,
-            r["rank"],
-        ),
-        Cell(str(r["variant"]), str(r["variant"])),
-        Cell(
-            f"{fmt.lr(r['lr'])} ({fmt.points(r['val_mean'])})" if fmt.finite(r["lr"]) else fmt.DASH,
-            r["lr"],
-        ),
-        Cell(str(int(r["n_seeds"])), float(r["n_seeds"])),
-        Cell(fmt.mean_std(r["test_mean"], r["test_std"]), r["test_mean"]),
-    ]
-    if show_ci:
-        row.append(Cell(fmt.interval(r["test_ci_low"], r["test_ci_high"]), r["test_ci_low"]))
-    for m in others:
-        s = r["test_metrics"].get(m)
-        row.append(Cell(fmt.mean_std(s.mean, s.std) if s else fmt.DASH, s.mean if s else math.nan))
-    for col, _, f, _ in costs:
-        row.append(Cell(f(r[col]), r[col]))
-    row.append(
-        Cell(
-            f"{r['n_runs_ok']}/{r['n_runs_failed']}/{r['n_runs_missing']}",
-            float(r["n_runs_failed"] + r["n_runs_missing"]),
-        )
-    )
-    by_lr = ", ".join(f"{fmt.lr(k)}: {fmt.points(v)}" for k, v in sorted(r["lr_scores"].items()))
-    row.append(Cell((by_lr or fmt.DASH) + (f" ({r['lr_note']})" if r["lr_note"] else "")))
-    return row
-
-
-def leaderboard_table(g: pd.DataFrame) -> Table:
-    """The leaderboard of one (task, model): one row per variant, best per column in bold."""
-    primary = (
-        str(g["primary_metric"].dropna().iloc[0]) if g["primary_metric"].notna().any() else "score"
-    )
-    others = sorted({m for d in g["test_metrics"] for m in d} - {primary})
-    show_ci = bool((g["n_seeds"] >= 3).any())
-    costs = [c for c in COST_SPEC if g[c[0]].notna().any()]
-    cols = ["rank", "variant", "lr (val. score)", "seeds", f"test {primary} ★"]
-    cols += ["95% CI"] if show_ci else []
-    cols += (
-        [f"test {m}" for m in others]
-        + [c[1] for c in costs]
-        + ["runs ok/failed/missing", "val. score by lr"]
-    )
-    rows = [_leaderboard_row(r, show_ci, others, costs) for _, r in g.iterrows()]
-    mark_best(rows, 4, True)
-    first_other = 6 if show_ci else 5
-    for i in range(len(others)):
-        mark_best(rows, first_other + i, True)
-    for j, (_, _, _, higher) in enumerate(costs):
-        mark_best(rows, first_other + len(others) + j, higher)
-    note = (
-        f"★ primary metric: {primary} (points = metric × 100), mean ± standard deviation over seeds "
-        "(ddof=1)"
-        + ("; 95% CI: t distribution, given for 3+ seeds" if show_ci else "")
-        + ". The learning rate is chosen per variant on the validation split (best mean validation "
-        "score over seeds); test numbers are at that rate. Costs are means over the same seeds. "
-        "Best value per column in bold."
-    )
-    return Table(cols, rows, note=note)
-
-
-def leaderboard_sections(lb: pd.DataFrame) -> list[Section]:
-    """Section 2: a leaderboard per task per model."""
-    out = [Section("2. Per-task leaderboards")]
-    for (model, task), g in lb.groupby(["model", "task"]):
-        sub = Section(f"{task} · model `{model}`", level=3)
-        sub.blocks.append(leaderboard_table(g.sort_values("rank", na_position="last")))
-        out.append(sub)
-    return out
-
-
 def failures_section(rs: RunSet) -> Section:
-    """Section 6: each failed run with its reason; each planned run without a record."""
-    sec = Section("6. Failures and missing runs")
+    """Section 7: each failed run with its reason; each planned run without a record."""
+    sec = Section("7. Failures and missing runs")
     failed = rs.failed.sort_values(
         ["task", "model", "variant", "lr", "seed"], key=lambda s: s.astype(str)
     )
@@ -239,6 +190,48 @@ def failures_section(rs: RunSet) -> Section:
     return sec
 
 
+def did_not_learn_section(rs: RunSet, lb: pd.DataFrame) -> Section:
+    """Section 6: runs that finished but learned nothing, with the learning check's reasons."""
+    sec = Section("6. Runs that did not learn")
+    ok = rs.ok
+    dead = ok[ok["learned"] == False]  # noqa: E712 (None = no check recorded)
+    if dead.empty:
+        checked = int(ok["learned"].notna().sum())
+        text = f"Every checked run learned something ({checked} of {len(ok)} runs carry a check)."
+        sec.blocks.append(Paragraph(text if checked else "No record carries a learning check."))
+        return sec
+    marked = lb[lb["did_not_learn"].astype(bool)] if len(lb) else lb
+    if len(marked):
+        names = ", ".join(f"`{r.variant}` on {r.task}" for r in marked.itertuples())
+        sec.blocks.append(
+            Paragraph(
+                f"Every run at the selected learning rate learned nothing: {names}. These variants "
+                "are marked in the leaderboards and left out of best variants, tie groups and "
+                "recommendations. A variant of which only some seeds learned nothing keeps them in "
+                "its mean: they are part of what the strategy delivers at that learning rate."
+            )
+        )
+    selected = {(r.task, r.model, r.variant): r.lr for r in lb.itertuples()} if len(lb) else {}
+    rows = [
+        [
+            Cell(f"`{r.run_id}`", r.run_id),
+            Cell(str(r.task)),
+            Cell(str(r.model)),
+            Cell(str(r.variant)),
+            Cell(fmt.lr(r.lr), r.lr),
+            Cell(str(r.seed)),
+            Cell("yes" if selected.get((r.task, r.model, r.variant)) == r.lr else "no"),
+            Cell(_reason("; ".join(r.learn_reasons))),
+        ]
+        for r in dead.sort_values(
+            ["task", "model", "variant", "lr", "seed"], key=lambda s: s.astype(str)
+        ).itertuples()
+    ]
+    cols = ["run id", "task", "model", "variant", "lr", "seed", "selected lr", "reasons"]
+    sec.blocks.append(Table(cols, rows, caption=f"{len(dead)} run(s) that did not learn"))
+    return sec
+
+
 def _reason(error: Any) -> str:
     if not error or error != error:
         return "no reason recorded"
@@ -247,8 +240,8 @@ def _reason(error: Any) -> str:
 
 
 def cost_section(lb: pd.DataFrame) -> Section:
-    """Section 7: FLOPs, achieved FLOP/s and utilisation per variant, with the formula."""
-    sec = Section("7. Cost")
+    """Section 8: FLOPs, achieved FLOP/s and utilisation per variant, with the formula."""
+    sec = Section("8. Cost")
     sec.blocks.append(Paragraph(FLOPS_FORMULA))
     has = lb[lb["train_flops"].notna() | lb["achieved_flops_per_second"].notna()]
     if has.empty:

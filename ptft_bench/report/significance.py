@@ -27,13 +27,68 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from scipy import stats as sps
 
-from ptft_bench.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from ptft_bench.metrics import CLASSIFICATION_METRICS
+from ptft_bench.report.gaps import (
+    TEST_SAMPLE,
+    TEST_SAMPLE_AND_SEEDS,
+    Gap,
+    VarianceSplit,
+    bootstrap_p,
+    gap_from_draws,
+    holm,
+    mcnemar_exact,
+    resampled_diffs,
+    tie_group,
+    variance_from,
+)
+from ptft_bench.report.kernels import METRICS, counts, metric_on_counts
+from ptft_bench.report.ranks import (
+    Friedman,
+    MeanRanks,
+    RankComparison,
+    cd_groups,
+    compare_across_tasks,
+    critical_difference,
+    friedman,
+    mean_rank_interval,
+    nemenyi_q,
+    task_ranks,
+)
 
-METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
-TEST_SAMPLE = "test sample"
-TEST_SAMPLE_AND_SEEDS = "test sample and seeds"
+# Gaps, Holm and McNemar live in `gaps`, the across-tasks statistics in `ranks`, the metric
+# kernels in `kernels`; everything stays importable from here.
+__all__ = [
+    "METRICS",
+    "Friedman",
+    "Gap",
+    "MeanRanks",
+    "RankComparison",
+    "TEST_SAMPLE",
+    "TEST_SAMPLE_AND_SEEDS",
+    "TaskComparison",
+    "TaskResamples",
+    "VarianceSplit",
+    "VariantRow",
+    "bootstrap_indices",
+    "bootstrap_p",
+    "cd_groups",
+    "compare_across_tasks",
+    "compare_task",
+    "critical_difference",
+    "friedman",
+    "gap",
+    "gap_from_draws",
+    "holm",
+    "mcnemar_exact",
+    "mean_rank_interval",
+    "metric_resampled",
+    "nemenyi_q",
+    "paired_bootstrap",
+    "task_ranks",
+    "tie_group",
+    "variance_split",
+]
 
 
 # --- metrics on resamples -------------------------------------------------------------------
@@ -56,125 +111,6 @@ def _index_blocks(n: int, n_boot: int, seed: int):
         yield rng.integers(0, n, size=(min(rows, n_boot - start), n))
 
 
-def _counts(idx: np.ndarray, n: int) -> np.ndarray:
-    """How often each example appears in each resample: (B, n) floats (exact integers)."""
-    n_boot = idx.shape[0]
-    flat = (idx + n * np.arange(n_boot)[:, None]).ravel()
-    return np.bincount(flat, minlength=n_boot * n).reshape(n_boot, n).astype(np.float64)
-
-
-def _classification(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.ndarray):
-    # Per class k: true count t_k, predicted count p_k and hits tp_k, each a matrix product of
-    # the counts with one-hot columns, (S, B, K). The confusion counts need nothing more.
-    (s, n), k = preds.shape, max(int(labels.max()), int(preds.max()), 1) + 1
-    eye = np.eye(k)
-    onehot = eye[preds]  # (S, n, K)
-    hits = onehot * (preds == labels)[..., None]
-
-    def weighted(m):
-        return (w @ m.transpose(1, 0, 2).reshape(n, s * k)).reshape(-1, s, k).transpose(1, 0, 2)
-
-    t, p, tp = (w @ eye[labels])[None], weighted(onehot), weighted(hits)
-    total = w.sum(axis=1)[None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if metric == "accuracy":
-            return tp.sum(axis=2) / total
-        if metric == "f1":
-            den = t[..., 1] + p[..., 1]
-            return np.where(den > 0, 2 * tp[..., 1] / den, 0.0)
-        if metric == "f1_macro":
-            # sklearn averages over the classes present in the resample's labels or predictions.
-            den = t + p
-            f1 = np.where(den > 0, 2 * tp / den, 0.0)
-            return f1.sum(axis=2) / (den > 0).sum(axis=2)
-        # Matthews, multi-class form as sklearn computes it; 0 when a side has a single class.
-        cov_tp = tp.sum(axis=2) * total - (t * p).sum(axis=2)
-        cov_pp = total**2 - (p * p).sum(axis=2)
-        cov_tt = total**2 - (t * t).sum(axis=2)
-        den = cov_pp * cov_tt
-        return np.where(den > 0, cov_tp / np.sqrt(den), 0.0)
-
-
-def _ranks(values: np.ndarray, w: np.ndarray):
-    """Average ranks within each resample per distinct value, centred on (n+1)/2, (B, m); the
-    draws of each distinct value, (B, m); and each example's distinct-value index, (n,)."""
-    uniq, inverse = np.unique(values, return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    g = w[:, order]
-    if len(uniq) < len(values):
-        g = np.add.reduceat(g, np.searchsorted(inverse[order], np.arange(len(uniq))), axis=1)
-    # A value's g copies hold ranks below+1 .. below+g, whose mean is below + (g + 1) / 2;
-    # centred: cumsum - g / 2 - n / 2, computed in place (this is the hot loop of Spearman).
-    ranks = np.cumsum(g, axis=1)
-    ranks -= 0.5 * g
-    ranks -= w.sum(axis=1, keepdims=True) / 2
-    return ranks, g, inverse
-
-
-def _correlation(cov, var_x, var_y, constant):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = cov / np.sqrt(var_x * var_y)
-    return np.where(constant | ~np.isfinite(r), 0.0, np.clip(r, -1.0, 1.0))
-
-
-def _standardise(values: np.ndarray) -> np.ndarray:
-    # Correlation ignores location and scale; centring keeps the one-pass moments accurate.
-    centred = values - values.mean(axis=-1, keepdims=True)
-    sd = centred.std(axis=-1, keepdims=True)
-    return centred / np.where(sd > 0, sd, 1.0)
-
-
-def _constant(x: np.ndarray, w: np.ndarray, single: np.ndarray) -> np.ndarray:
-    """Which resamples drew a single value of ``x``: with distinct values, those that drew one
-    example n times (``single``); an exact check, as metrics.py tests ``ptp == 0``."""
-    if len(np.unique(x)) == len(x):
-        return single
-    g = _ranks(x, w)[1]
-    return g.max(axis=1) == w.sum(axis=1)
-
-
-def _pearson(preds, labels, w, y_const, single):
-    # One matrix product per moment for all seeds at once: (B, S).
-    n = w.sum(axis=1)[:, None]
-    x, y = _standardise(preds), _standardise(labels)
-    mx, my = (w @ x.T) / n, (w @ y)[:, None] / n
-    cov = (w @ (x * y).T) / n - mx * my
-    var_x, var_y = (w @ (x * x).T) / n - mx**2, (w @ (y * y))[:, None] / n - my**2
-    constant = np.stack([_constant(row, w, single) for row in preds], axis=1) | y_const[:, None]
-    return _correlation(cov, var_x, var_y, constant).T
-
-
-def _regression(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.ndarray):
-    n = w.sum(axis=1)
-    ry, gy, y_inv = _ranks(labels, w)
-    y_const = gy.max(axis=1) == n
-    out = np.zeros((len(preds), len(w)))
-    if metric != "spearman":
-        out += _pearson(preds, labels, w, y_const, w.max(axis=1) == n)
-    if metric != "pearson":
-        # Spearman is Pearson on ranks; centred ranks have mean 0 in every resample.
-        wry, var_y = w * ry[:, y_inv], (gy * ry**2).sum(axis=1) / n
-        for i, x in enumerate(preds):  # a loop over seeds, not resamples
-            rx, gx, x_inv = _ranks(x, w)
-            cov = np.einsum("bn,bn->b", wry, rx[:, x_inv]) / n
-            constant = (gx.max(axis=1) == n) | y_const
-            out[i] += _correlation(cov, (gx * rx**2).sum(axis=1) / n, var_y, constant)
-    return out / 2 if metric == "pearson_spearman" else out
-
-
-def _metric_on_counts(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.ndarray):
-    """The metric of each row of ``preds`` (S, n) on each count row of ``w`` (B, n): (S, B)."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
-    if preds.shape[-1] != labels.shape[0]:
-        raise ValueError(f"{preds.shape[-1]} predictions but {labels.shape[0]} labels")
-    if metric in CLASSIFICATION_METRICS:
-        if preds.min() < 0 or labels.min() < 0:
-            raise ValueError(f"{metric} needs class ids 0, 1, ...; got a negative one")
-        return _classification(metric, preds.astype(np.int64), labels.astype(np.int64), w)
-    return _regression(metric, preds.astype(np.float64), labels.astype(np.float64), w)
-
-
 def metric_resampled(
     metric: str, preds: np.ndarray, labels: np.ndarray, idx: np.ndarray
 ) -> np.ndarray:
@@ -193,7 +129,7 @@ def metric_resampled(
 
 def _on_blocks(metric: str, preds: np.ndarray, labels: np.ndarray, blocks) -> np.ndarray:
     """The metric of each row of ``preds`` (S, n) on each resample of the index blocks: (S, B)."""
-    parts = [_metric_on_counts(metric, preds, labels, _counts(b, len(labels))) for b in blocks]
+    parts = [metric_on_counts(metric, preds, labels, counts(b, len(labels))) for b in blocks]
     return np.concatenate(parts, axis=1)
 
 
@@ -204,68 +140,17 @@ def _resampled(metric: str, preds: np.ndarray, labels: np.ndarray, n_boot: int, 
 
 def _observed(metric: str, preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Metric of each row of ``preds`` (S, n) on the full test set: (S,)."""
-    return _metric_on_counts(metric, preds, labels, np.ones((1, len(labels))))[:, 0]
+    return metric_on_counts(metric, preds, labels, np.ones((1, len(labels))))[:, 0]
 
 
 # --- gaps between two variants --------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Gap:
-    """metric(a) - metric(b) with a 95% bootstrap interval and a two-sided bootstrap p-value.
-
-    ``covers`` names the noise the interval accounts for: "test sample" (one seed per side) or
-    "test sample and seeds". ``p_adjusted`` is Holm-corrected over a family (set by
-    `compare_task`; NaN otherwise). Every number is NaN where a side has no predictions.
-    """
-
-    observed: float
-    low: float
-    high: float
-    p_value: float
-    n_seeds_a: int
-    n_seeds_b: int
-    paired_seeds: bool
-    covers: str
-    p_adjusted: float = math.nan
-
-    @classmethod
-    def missing(cls) -> Gap:
-        """A gap that cannot be computed (a side without predictions)."""
-        return cls(math.nan, math.nan, math.nan, math.nan, 0, 0, False, "")
-
-    def significant(self, alpha: float = 0.05) -> bool:
-        """Holm-adjusted p below alpha when adjusted, else the raw p; False without evidence."""
-        p = self.p_value if math.isnan(self.p_adjusted) else self.p_adjusted
-        return bool(p < alpha)
-
-
-def bootstrap_p(diffs: np.ndarray) -> float:
-    """Two-sided bootstrap p-value that the resampled differences ``diffs`` are centred on 0."""
-    tail = min(int((diffs <= 0).sum()), int((diffs >= 0).sum()))
-    return min(1.0, 2 * (1 + tail) / (len(diffs) + 1))
-
-
-def _gap_from_resamples(
-    res_a: np.ndarray,
-    res_b: np.ndarray,
-    obs_a: np.ndarray,
-    obs_b: np.ndarray,
-    seed: int,
-    pair_seeds: bool,
-) -> Gap:
+def _gap_from_resamples(res_a, res_b, obs_a, obs_b, seed: int, pair_seeds: bool) -> Gap:
     """Gap from per-seed metrics on shared example resamples, ``res_*`` (S, B), ``obs_*`` (S,)."""
-    (sa, n_boot), sb = res_a.shape, res_b.shape[0]
-    rng = np.random.default_rng([seed, 1])
-    paired = pair_seeds and sa == sb and sa > 1
-    draw_a = rng.integers(0, sa, size=(n_boot, sa))
-    draw_b = draw_a if paired else rng.integers(0, sb, size=(n_boot, sb))
-    cols = np.arange(n_boot)[:, None]
-    diffs = res_a[draw_a, cols].mean(axis=1) - res_b[draw_b, cols].mean(axis=1)
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    covers = TEST_SAMPLE if sa == sb == 1 else TEST_SAMPLE_AND_SEEDS
+    diffs, paired = resampled_diffs(res_a, res_b, seed, pair_seeds)
     observed = float(obs_a.mean() - obs_b.mean())
-    return Gap(observed, float(low), float(high), bootstrap_p(diffs), sa, sb, paired, covers)
+    return gap_from_draws(diffs, observed, len(res_a), len(res_b), paired)
 
 
 def gap(
@@ -308,46 +193,7 @@ def paired_bootstrap(
     return gap(metric, preds_a, preds_b, labels, n_boot, seed)
 
 
-def mcnemar_exact(
-    preds_a: np.ndarray, preds_b: np.ndarray, labels: np.ndarray
-) -> tuple[int, int, float]:
-    """Exact McNemar test on per-example correctness: (b, c, two-sided p).
-
-    b counts examples a gets right and b wrong, c the reverse; p is the exact binomial test of
-    b successes in b + c trials at 0.5 (1.0 when b + c == 0).
-    """
-    right_a = np.asarray(preds_a) == np.asarray(labels)
-    right_b = np.asarray(preds_b) == np.asarray(labels)
-    b, c = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
-    if b + c == 0:
-        return b, c, 1.0
-    # Symmetric at 0.5, so "as or less likely" is the smaller tail on both sides.
-    return b, c, float(min(1.0, 2 * sps.binom.cdf(min(b, c), b + c, 0.5)))
-
-
-def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni step-down adjusted p-values, monotone and capped at 1; NaN passes through
-    (and does not count towards the family size)."""
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = len(order)
-    scaled = (m - np.arange(m)) * p[order]
-    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
-    return out
-
-
 # --- one task: every variant against the best and a reference -------------------------------
-
-
-def tie_group(adjusted_p_vs_best: Mapping[str, float], best: str, alpha: float = 0.05) -> list[str]:
-    """Variants that cannot be told apart from ``best`` at Holm-corrected level ``alpha``.
-
-    ``adjusted_p_vs_best`` maps variants to their Holm-adjusted p-value against the best; NaN
-    (no evidence) keeps a variant out. The best is always in its own group, listed first.
-    """
-    return [best] + [v for v, p in adjusted_p_vs_best.items() if v != best and p >= alpha]
 
 
 @dataclass(frozen=True)
@@ -397,22 +243,140 @@ class TaskComparison:
         return [self.best, *rest] if self.best is not None else []
 
 
-def _gaps_to(target, runs, res, obs, seed, pair_seeds) -> dict[str, Gap]:
-    """Gaps of every variant to ``target``, Holm-corrected over the variants other than it."""
-    gaps = {
-        v: _gap_from_resamples(res[v], res[target], obs[v], obs[target], seed, pair_seeds)
-        for v in runs
-    }
-    others = [v for v in runs if v != target]
-    adjusted = holm([gaps[v].p_value for v in others])
-    out = {v: replace(gaps[v], p_adjusted=float(p)) for v, p in zip(others, adjusted)}
-    # Comparing the target with itself tests nothing: gap 0, p 1, outside the Holm family.
-    out[target] = replace(gaps[target], p_adjusted=gaps[target].p_value)
-    return out
+def _checked_runs(preds: Mapping[str, np.ndarray | None], labels: np.ndarray):
+    """{variant: (S, n) predictions} for the variants with predictions, shapes checked."""
+    runs = {v: np.atleast_2d(np.asarray(p)) for v, p in preds.items() if p is not None}
+    runs = {v: p for v, p in runs.items() if p.size}
+    for v, p in runs.items():
+        if p.ndim != 2 or p.shape[1] != len(labels):
+            raise ValueError(f"{v}: predictions of shape {p.shape} for {len(labels)} labels")
+    return runs
 
 
 def _mcnemar_iut(a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> float:
     return max(mcnemar_exact(pa, pb, labels)[2] for pa, pb in zip(a, b))
+
+
+@dataclass(frozen=True)
+class TaskResamples:
+    """One task's variants scored on shared bootstrap resamples of its test examples.
+
+    The cache behind every comparison of a task: drawn once (`draw`), it gives the gap between
+    any two variants (`gap`, `diffs`), Holm-corrected gaps to any target (`gaps_to`), the
+    `compare` table, a variant's score interval and its `variance` split, all from the same
+    resamples. ``runs`` (S, n), ``res`` (S, B) and ``obs`` (S,) are keyed by variant.
+    """
+
+    metric: str
+    labels: np.ndarray
+    runs: dict[str, np.ndarray]
+    res: dict[str, np.ndarray]
+    obs: dict[str, np.ndarray]
+    n_boot: int = 2000
+    seed: int = 0
+    pair_seeds: bool = True
+
+    @classmethod
+    def draw(
+        cls,
+        metric: str,
+        preds: Mapping[str, np.ndarray | None],
+        labels: np.ndarray,
+        n_boot: int = 2000,
+        seed: int = 0,
+        pair_seeds: bool = True,
+    ) -> TaskResamples:
+        """Score every variant of ``preds`` ((S, n), (n,) or None) on ``n_boot`` resamples."""
+        labels = np.asarray(labels)
+        runs = _checked_runs(preds, labels)
+        res: dict[str, np.ndarray] = {}
+        obs: dict[str, np.ndarray] = {}
+        if runs:
+            stacked = np.concatenate(list(runs.values()))
+            splits = np.cumsum([len(p) for p in runs.values()])[:-1]
+            res = dict(
+                zip(runs, np.split(_resampled(metric, stacked, labels, n_boot, seed), splits))
+            )
+            obs = dict(zip(runs, np.split(_observed(metric, stacked, labels), splits)))
+        return cls(metric, labels, runs, res, obs, n_boot, seed, pair_seeds)
+
+    def score(self, variant: str) -> float:
+        """Mean over seeds of the metric on the whole test set."""
+        return float(self.obs[variant].mean())
+
+    def diffs(self, a: str, b: str) -> np.ndarray:
+        """(B,) resampled differences metric(a) - metric(b) (seed means)."""
+        return resampled_diffs(self.res[a], self.res[b], self.seed, self.pair_seeds)[0]
+
+    def gap(self, a: str, b: str) -> Gap:
+        """`gap` of a to b on these resamples (no multiplicity correction)."""
+        return _gap_from_resamples(
+            self.res[a], self.res[b], self.obs[a], self.obs[b], self.seed, self.pair_seeds
+        )
+
+    def gaps_to(self, target: str, variants: Sequence[str] | None = None) -> dict[str, Gap]:
+        """Gaps of ``variants`` (default: all) to ``target``, Holm-corrected over the variants
+        other than the target; the target itself gets gap 0, p 1, outside the family."""
+        names = [v for v in (variants or self.runs) if v in self.runs]
+        gaps = {v: self.gap(v, target) for v in names}
+        others = [v for v in names if v != target]
+        adjusted = holm([gaps[v].p_value for v in others])
+        out = {v: replace(gaps[v], p_adjusted=float(p)) for v, p in zip(others, adjusted)}
+        if target in gaps:
+            out[target] = replace(gaps[target], p_adjusted=gaps[target].p_value)
+        return out
+
+    def score_draws(self, variant: str) -> np.ndarray:
+        """(B,) resampled mean-over-seeds scores (seeds drawn as in `diffs`)."""
+        res = self.res[variant]
+        draw = np.random.default_rng([self.seed, 1]).integers(0, len(res), (self.n_boot, len(res)))
+        return res[draw, np.arange(self.n_boot)[:, None]].mean(axis=1)
+
+    def score_interval(self, variant: str) -> tuple[float, float]:
+        """95% percentile interval of the variant's mean-over-seeds score."""
+        low, high = np.percentile(self.score_draws(variant), [2.5, 97.5])
+        return float(low), float(high)
+
+    def variance(self, variant: str) -> VarianceSplit:
+        """`variance_split` of one variant, from these resamples."""
+        return variance_from(self.obs[variant], self.res[variant])
+
+    def compare(
+        self, variants: Sequence[str], reference: str = "full", alpha: float = 0.05
+    ) -> TaskComparison:
+        """Rows of `compare_task` for ``variants`` (those without resamples: rows of NaN)."""
+        runs = [v for v in variants if v in self.runs]
+        if not runs:
+            rows = [_missing_row(v) for v in variants]
+            return TaskComparison(self.metric, None, reference, alpha, self.n_boot, rows)
+        best = max(runs, key=self.score)
+        to_best = self.gaps_to(best, runs)
+        has_ref = reference in runs
+        to_ref = self.gaps_to(reference, runs) if has_ref else {}
+        group = set(tie_group({v: g.p_adjusted for v, g in to_best.items()}, best, alpha))
+        rows = [
+            self._row(v, to_best, to_ref, group, reference, alpha) if v in runs else _missing_row(v)
+            for v in variants
+        ]
+        return TaskComparison(self.metric, best, reference, alpha, self.n_boot, rows)
+
+    def _row(self, v, to_best, to_ref, group, reference, alpha) -> VariantRow:
+        ref_gap = to_ref.get(v, Gap.missing())
+        tied_ref = bool(to_ref) and (v == reference or ref_gap.p_adjusted >= alpha)
+        mcnemar = math.nan
+        if to_ref and v != reference and self.metric in CLASSIFICATION_METRICS:
+            mcnemar = _mcnemar_iut(self.runs[v], self.runs[reference], self.labels)
+        return VariantRow(
+            v,
+            True,
+            len(self.runs[v]),
+            self.score(v),
+            to_best[v],
+            ref_gap,
+            v in group,
+            tied_ref,
+            mcnemar,
+        )
 
 
 def compare_task(
@@ -434,40 +398,8 @@ def compare_task(
     example resamples); p-values are Holm-corrected over the task's variants, separately for
     "vs best" and "vs reference".
     """
-    labels = np.asarray(labels)
-    runs = {v: np.atleast_2d(np.asarray(p)) for v, p in preds.items() if p is not None}
-    runs = {v: p for v, p in runs.items() if p.size}
-    for v, p in runs.items():
-        if p.ndim != 2 or p.shape[1] != len(labels):
-            raise ValueError(f"{v}: predictions of shape {p.shape} for {len(labels)} labels")
-    if not runs:
-        rows = [_missing_row(v) for v in preds]
-        return TaskComparison(metric, None, reference, alpha, n_boot, rows)
-    stacked = np.concatenate(list(runs.values()))
-    splits = np.cumsum([len(p) for p in runs.values()])[:-1]
-    res = dict(zip(runs, np.split(_resampled(metric, stacked, labels, n_boot, seed), splits)))
-    obs = dict(zip(runs, np.split(_observed(metric, stacked, labels), splits)))
-    best = max(runs, key=lambda v: obs[v].mean())
-    to_best = _gaps_to(best, runs, res, obs, seed, pair_seeds)
-    has_ref = reference in runs
-    to_ref = _gaps_to(reference, runs, res, obs, seed, pair_seeds) if has_ref else {}
-    group = set(tie_group({v: g.p_adjusted for v, g in to_best.items()}, best, alpha))
-    rows = []
-    for v in preds:
-        if v not in runs:
-            rows.append(_missing_row(v))
-            continue
-        ref_gap = to_ref.get(v, Gap.missing())
-        tied_ref = has_ref and (v == reference or ref_gap.p_adjusted >= alpha)
-        mcnemar = math.nan
-        if has_ref and v != reference and metric in CLASSIFICATION_METRICS:
-            mcnemar = _mcnemar_iut(runs[v], runs[reference], labels)
-        score = float(obs[v].mean())
-        row = VariantRow(
-            v, True, len(runs[v]), score, to_best[v], ref_gap, v in group, tied_ref, mcnemar
-        )
-        rows.append(row)
-    return TaskComparison(metric, best, reference, alpha, n_boot, rows)
+    samples = TaskResamples.draw(metric, preds, labels, n_boot, seed, pair_seeds)
+    return samples.compare(list(preds), reference, alpha)
 
 
 def _missing_row(variant: str) -> VariantRow:
@@ -476,159 +408,9 @@ def _missing_row(variant: str) -> VariantRow:
     )
 
 
-# --- where the spread comes from ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class VarianceSplit:
-    """Spread of one variant's score: retraining with another seed vs drawing another test set.
-
-    A single run's score moves by about ``seed_sd`` when retrained with another seed and by
-    about ``test_sample_sd`` when scored on another test set of the same size;
-    ``seed_share`` = seed_sd² / (seed_sd² + test_sample_sd²) is the part of that total variance
-    due to seeds. (The seeds share one test set, so their spread holds no test-sample noise.)
-    """
-
-    n_seeds: int
-    mean: float
-    seed_sd: float
-    test_sample_sd: float
-    seed_share: float
-    test_sample_share: float
-
-
 def variance_split(
     metric: str, preds: np.ndarray, labels: np.ndarray, n_boot: int = 2000, seed: int = 0
 ) -> VarianceSplit:
     """Seed SD (of per-seed scores, ddof=1) and test-sample SD (mean over seeds of the bootstrap
     SD of that seed's score) of ``preds`` (S, n); seed terms are NaN for a single seed."""
-    preds, labels = np.atleast_2d(np.asarray(preds)), np.asarray(labels)
-    obs = _observed(metric, preds, labels)
-    res = _resampled(metric, preds, labels, n_boot, seed)
-    test_sd = float(res.std(axis=1, ddof=1).mean())
-    seed_sd = float(obs.std(ddof=1)) if len(obs) > 1 else math.nan
-    total = seed_sd**2 + test_sd**2
-    share = seed_sd**2 / total if total > 0 else math.nan
-    return VarianceSplit(len(obs), float(obs.mean()), seed_sd, test_sd, share, 1 - share)
-
-
-# --- across tasks: mean ranks, Friedman, Nemenyi ---------------------------------------------
-
-
-def _check_scores(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, dtype=float)
-    if scores.ndim != 2:
-        raise ValueError(f"scores must be a (variants, tasks) array, got shape {scores.shape}")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores have missing values: drop the variants or tasks without a score")
-    return scores
-
-
-def task_ranks(scores: np.ndarray) -> np.ndarray:
-    """Rank of each variant within each task, (variants, tasks): 1 = best, ties averaged."""
-    return sps.rankdata(-_check_scores(scores), axis=0)
-
-
-@dataclass(frozen=True)
-class MeanRanks:
-    """Mean rank per variant over tasks with a 95% bootstrap interval over tasks."""
-
-    mean_rank: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-
-def mean_rank_interval(scores: np.ndarray, n_boot: int = 2000, seed: int = 0) -> MeanRanks:
-    """Mean ranks of ``scores`` (variants, tasks; higher is better), tasks resampled with
-    replacement for the interval (ranks stay those within each task)."""
-    ranks = task_ranks(scores)
-    draws = np.random.default_rng([seed, 2]).integers(0, ranks.shape[1], (n_boot, ranks.shape[1]))
-    boot = ranks[:, draws].mean(axis=2)
-    low, high = np.percentile(boot, [2.5, 97.5], axis=1)
-    return MeanRanks(ranks.mean(axis=1), low, high)
-
-
-@dataclass(frozen=True)
-class Friedman:
-    """Friedman test that all variants rank alike over tasks (chi², k - 1 degrees of freedom)."""
-
-    statistic: float
-    p_value: float
-    n_variants: int
-    n_tasks: int
-
-
-def friedman(scores: np.ndarray) -> Friedman:
-    """Friedman chi² with the tie correction, as `scipy.stats.friedmanchisquare` computes it.
-
-    All-tied tasks carry no evidence: when every task is fully tied the statistic is 0, p 1.
-    """
-    ranks = task_ranks(scores)
-    k, n = ranks.shape
-    tie_sizes = [np.unique(col, return_counts=True)[1] for col in ranks.T]
-    ties = sum(float((t**3 - t).sum()) for t in tie_sizes)
-    correction = 1 - ties / (k * (k * k - 1) * n)
-    if correction <= 0:
-        return Friedman(0.0, 1.0, k, n)
-    ssbn = float((ranks.sum(axis=1) ** 2).sum())
-    stat = (12.0 / (k * n * (k + 1)) * ssbn - 3 * n * (k + 1)) / correction
-    return Friedman(stat, float(sps.chi2.sf(stat, k - 1)), k, n)
-
-
-def nemenyi_q(k: int, alpha: float = 0.05) -> float:
-    """Nemenyi q_alpha for k variants: studentized range quantile / sqrt(2) (Demšar 2006)."""
-    return float(sps.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2))
-
-
-def critical_difference(k: int, n_tasks: int, alpha: float = 0.05) -> float:
-    """Nemenyi CD = q_alpha * sqrt(k (k + 1) / (6 N)): mean ranks closer than this are tied."""
-    return nemenyi_q(k, alpha) * math.sqrt(k * (k + 1) / (6 * n_tasks))
-
-
-def cd_groups(mean_rank: np.ndarray, cd: float) -> list[tuple[int, ...]]:
-    """Maximal runs of variants, consecutive in rank order, whose mean ranks differ by < cd.
-
-    Indices refer to ``mean_rank``; each run lists best rank first. Only runs of 2+ are
-    returned (the bars of a CD diagram): a variant in none differs from every other.
-    """
-    order = np.argsort(mean_rank, kind="stable")
-    ranks = np.asarray(mean_rank)[order]
-    groups, last_end = [], -1
-    for i in range(len(ranks)):
-        end = i + int(np.searchsorted(ranks[i:], ranks[i] + cd, side="left")) - 1
-        if end > last_end and end > i:
-            groups.append(tuple(int(j) for j in order[i : end + 1]))
-        last_end = max(last_end, end)
-    return groups
-
-
-@dataclass(frozen=True)
-class RankComparison:
-    """What a critical-difference diagram needs, for variants compared over tasks."""
-
-    names: list[str]
-    mean_rank: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    friedman: Friedman
-    cd: float
-    groups: list[tuple[str, ...]]
-
-
-def compare_across_tasks(
-    scores: np.ndarray,
-    names: Sequence[str],
-    n_boot: int = 2000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> RankComparison:
-    """Mean ranks with intervals, Friedman test, Nemenyi CD and the CD groups (use 3+ tasks)."""
-    scores = _check_scores(scores)
-    if len(names) != scores.shape[0]:
-        raise ValueError(f"{len(names)} names for {scores.shape[0]} rows of scores")
-    ranks = mean_rank_interval(scores, n_boot, seed)
-    cd = critical_difference(scores.shape[0], scores.shape[1], alpha)
-    groups = [tuple(names[i] for i in g) for g in cd_groups(ranks.mean_rank, cd)]
-    return RankComparison(
-        list(names), ranks.mean_rank, ranks.low, ranks.high, friedman(scores), cd, groups
-    )
+    return TaskResamples.draw(metric, {"": preds}, labels, n_boot, seed).variance("")

@@ -10,47 +10,54 @@ import pandas as pd
 from ptft_bench import atomic
 from ptft_bench.errors import UserError
 from ptft_bench.report import fmt, html, markdown
-from ptft_bench.report.aggregate import COST_COLUMNS, leaderboard
+from ptft_bench.report.aggregate import leaderboard
 from ptft_bench.report.document import Document
+from ptft_bench.report.evidence import Evidence, gather
 from ptft_bench.report.load import RunSet, load_runs
 from ptft_bench.report.sections import (
     cost_section,
+    did_not_learn_section,
     failures_section,
-    leaderboard_sections,
     setup_section,
 )
-from ptft_bench.report.sections_compare import (
-    across_section,
-    figures_section,
-    recommendations_section,
-)
+from ptft_bench.report.sections_answer import answer_section
+from ptft_bench.report.sections_compare import across_section, figures_section
+from ptft_bench.report.sections_task import task_sections
+from ptft_bench.report.summary import summary_frame
 
 FORMATS = frozenset({"md", "html", "csv"})
 
 
 @dataclass
 class ReportData:
-    """The loaded runs and the per-(task, model, variant) leaderboard everything derives from."""
+    """The loaded runs, the per-(task, model, variant) leaderboard everything derives from, and
+    the statistics on the selected runs' per-example predictions (`evidence.gather`)."""
 
     runs: RunSet
     leaderboard: pd.DataFrame
+    evidence: Evidence
 
 
-def build(run_dirs: list[Path], expected_run_ids: set[str] | None = None) -> ReportData:
-    """Load the records of `run_dirs` (merged) and compute the leaderboard."""
+def build(
+    run_dirs: list[Path], expected_run_ids: set[str] | None = None, statistics: bool = True
+) -> ReportData:
+    """Load the records of `run_dirs` (merged), compute the leaderboard and, unless
+    ``statistics`` is False (the console summary), bootstrap every task once."""
     rs = load_runs([Path(d) for d in run_dirs], expected_run_ids)
-    return ReportData(rs, leaderboard(rs))
+    lb = leaderboard(rs)
+    return ReportData(rs, lb, gather(lb) if statistics else Evidence({}))
 
 
 def build_document(data: ReportData, figs: dict) -> Document:
-    """All seven sections, in reading order."""
-    rs, lb = data.runs, data.leaderboard
+    """All sections, in reading order: the answer first, then the details."""
+    rs, lb, ev = data.runs, data.leaderboard, data.evidence
     title = "ptft-bench report" + (f": {', '.join(rs.suites)}" if rs.suites else "")
-    doc = Document(title, [setup_section(rs)])
+    doc = Document(title, [answer_section(lb, ev), setup_section(rs)])
     if len(lb):
-        doc.sections += leaderboard_sections(lb) + across_section(lb)
-        doc.sections += [figures_section(lb, figs), recommendations_section(lb)]
+        doc.sections += task_sections(lb, ev) + across_section(lb, ev)
+        doc.sections += [figures_section(lb, figs)]
     doc.sections += [
+        did_not_learn_section(rs, lb),
         failures_section(rs),
         cost_section(lb) if len(lb) else cost_section(_empty_lb()),
     ]
@@ -59,37 +66,6 @@ def build_document(data: ReportData, figs: dict) -> Document:
 
 def _empty_lb() -> pd.DataFrame:
     return pd.DataFrame(columns=["model", "task", "train_flops", "achieved_flops_per_second"])
-
-
-def summary_frame(lb: pd.DataFrame) -> pd.DataFrame:
-    """The machine-readable summary (summary.csv): scores in points, costs in records' units."""
-    rows = []
-    for _, r in lb.iterrows():
-        row = {
-            "task": r["task"],
-            "model": r["model"],
-            "variant": r["variant"],
-            "strategy": r["strategy"],
-            "strategy_family": r["strategy_family"],
-            "primary_metric": r["primary_metric"],
-            "selected_lr": r["lr"],
-            "rank": r["rank"],
-            "n_seeds": r["n_seeds"],
-            "n_runs_ok": r["n_runs_ok"],
-            "n_runs_failed": r["n_runs_failed"],
-            "n_runs_missing": r["n_runs_missing"],
-            "val_mean_points": r["val_mean"],
-            "test_mean_points": r["test_mean"],
-            "test_std_points": r["test_std"],
-            "test_ci95_low_points": r["test_ci_low"],
-            "test_ci95_high_points": r["test_ci_high"],
-        }
-        for m, s in sorted(r["test_metrics"].items()):
-            row[f"test_{m}_mean_points"] = s.mean
-            row[f"test_{m}_std_points"] = s.std
-        row.update({c: r[c] for c in COST_COLUMNS})
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def write_report(
@@ -125,7 +101,7 @@ def write_report(
     if formats & {"md", "html"} and len(data.leaderboard):
         from ptft_bench.report.figures import make_figures  # matplotlib only when drawing
 
-        figs = make_figures(data.leaderboard, out_dir / "figures")
+        figs = make_figures(data.leaderboard, data.evidence, out_dir / "figures")
         written["figures"] = out_dir / "figures"
     doc = build_document(data, figs)
     if "md" in formats:
@@ -134,7 +110,7 @@ def write_report(
         written["html"] = _write(out_dir / "report.html", html.render(doc, out_dir))
     if "csv" in formats:
         path = out_dir / "summary.csv"
-        summary_frame(data.leaderboard).to_csv(path, index=False)
+        summary_frame(data.leaderboard, data.evidence).to_csv(path, index=False)
         written["csv"] = path
     return written
 
@@ -145,7 +121,7 @@ def _write(path: Path, text: str) -> Path:
 
 def summary_table(run_dirs: list[Path]) -> str:
     """Plain-text leaderboards per task and model, for the console (best score first)."""
-    data = build(run_dirs)
+    data = build(run_dirs, statistics=False)
     rs, lb = data.runs, data.leaderboard
     lines = []
     for (model, task), g in lb.groupby(["model", "task"]) if len(lb) else []:
@@ -156,7 +132,8 @@ def summary_table(run_dirs: list[Path]) -> str:
         rows = [
             [
                 str(r["variant"]),
-                fmt.mean_std(r["test_mean"], r["test_std"]) if r["n_seeds"] else "all failed",
+                (fmt.mean_std(r["test_mean"], r["test_std"]) if r["n_seeds"] else "all failed")
+                + (" (learned nothing)" if r["did_not_learn"] else ""),
                 str(int(r["n_seeds"])),
                 f"{fmt.count(r['trainable_params'])} ({fmt.pct(r['trainable_pct'])})",
                 fmt.seconds(r["train_seconds"]),
