@@ -190,16 +190,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         quiet_libraries()
     suite = load_suite(args.suite, overrides)
     plan = make_plan(suite, args.shard, args.retry_failed)
-    if args.dry_run:
-        print("\n".join(plan.lines()))
-        return 0
     from ptft_bench.sweep import run_suite
 
     jobs = _job_layout(args)
-    if jobs is not None and not args.quiet:
-        print(f"ptft-bench: {len(plan.todo)} runs to do, {jobs.describe()}", file=sys.stderr)
+    if args.dry_run:
+        print("\n".join(plan.lines(_estimate_line(plan, jobs))))
+        return 0
+
+    def announce(line: str) -> None:
+        if not args.quiet:
+            print(f"ptft-bench: {line}", file=sys.stderr)
+
     res = run_suite(
-        plan, progress=not args.quiet, write_report_at_end=not args.no_report, jobs=jobs
+        plan,
+        progress=not args.quiet,
+        write_report_at_end=not args.no_report,
+        jobs=jobs,
+        announce=announce,
     )
     from accelerate import PartialState
 
@@ -211,6 +218,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     _print_summary(res.out)
     return 0
+
+
+def _estimate_line(plan, jobs) -> str:
+    """The dry run's estimate (needs the tasks' token counts: tokenises, trains nothing)."""
+    from ptft_bench.estimate import estimate
+    from ptft_bench.execute import SweepContext
+    from ptft_bench.sweep import calibration_key, plan_work
+
+    if not plan.todo:
+        return ""
+    ctx = SweepContext(plan.suite.data, plan.suite.precision, progress=False)
+    works = plan_work(plan, ctx)
+    guess = estimate(list(works.values()), calibration_key(jobs, ctx), jobs.jobs if jobs else 1)
+    return f"{jobs.describe() if jobs else 'in this process'}; {guess.describe()}"
 
 
 def _job_layout(args: argparse.Namespace):

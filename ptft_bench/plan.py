@@ -195,11 +195,12 @@ class Plan:
     def out(self) -> Path:
         return self.suite.out
 
-    def lines(self) -> list[str]:
-        """The dry run: every run with its state, then a summary line."""
+    def lines(self, estimate: str = "") -> list[str]:
+        """The dry run: every run with its state, then a summary line (and the estimate)."""
         todo = {s.run_id for s in self.todo}
         rows = [f"{'todo' if s.run_id in todo else 'done'}  {s.line()}" for s in self.specs]
-        return [*rows, f"{len(self.specs)} runs, {len(self.todo)} to do, output {self.out}"]
+        summary = f"{len(self.specs)} runs, {len(self.todo)} to do, output {self.out}"
+        return [*rows, summary + (f"; {estimate}" if estimate else "")]
 
 
 def make_plan(

@@ -83,16 +83,33 @@ class RunStore:
         rec = self.read(run_id)
         return rec.status if rec else None
 
-    def write_plan(self, suite: str, runs: list[dict[str, Any]]) -> None:
-        """Merge `runs` into plan.json (a folder can hold several suites' or shards' plans)."""
-        path = self.root / "plan.json"
-        try:
-            plan = json.loads(path.read_text())
-        except (OSError, ValueError):
-            plan = {"suite": suite, "runs": []}
+    def write_plan(
+        self, suite: str, runs: list[dict[str, Any]], sweep: dict[str, Any] | None = None
+    ) -> None:
+        """Merge `runs` into plan.json (a folder can hold several suites' or shards' plans).
+
+        `sweep` ({"started_at", "estimate_seconds", "basis", ...}) is appended to the plan's
+        list of sweeps; `finish_sweep` adds its end, so a report shows estimate versus actual.
+        """
+        plan = self.read_plan() or {"suite": suite, "runs": []}
         known = {r["run_id"] for r in plan.get("runs", [])}
         plan["runs"] = plan.get("runs", []) + [r for r in runs if r["run_id"] not in known]
-        atomic.write_json(path, plan)
+        if sweep is not None:
+            plan["sweeps"] = [*plan.get("sweeps", []), sweep]
+        atomic.write_json(self.root / "plan.json", plan)
+
+    def read_plan(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self.root / "plan.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def finish_sweep(self, **fields: Any) -> None:
+        """Add `fields` (finished_at, seconds, ...) to the last sweep of plan.json."""
+        plan = self.read_plan()
+        if plan and plan.get("sweeps"):
+            plan["sweeps"][-1].update(fields)
+            atomic.write_json(self.root / "plan.json", plan)
 
     # -- claims ----------------------------------------------------------------------------------
     def claim_path(self, run_id: str) -> Path:

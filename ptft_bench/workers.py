@@ -18,12 +18,12 @@ import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from tqdm.auto import tqdm
 
 from ptft_bench.config import SuiteConfig
 from ptft_bench.errors import UserError
+from ptft_bench.estimate import record_sample
 from ptft_bench.plan import Plan, RunSpec, expand
 from ptft_bench.record import RunRecord, now
 from ptft_bench.store import RunStore
@@ -109,12 +109,18 @@ def _child(suite: SuiteConfig, run_id: str, threads: int, gpu: int | None) -> No
 
 
 # -- the parent: N slots, one progress bar -------------------------------------------------------
-def run_in_workers(plan: Plan, jobs: JobLayout, progress: bool) -> dict[str, int]:
-    """Run every pending spec of `plan` in fresh processes, `jobs.jobs` at a time."""
+def run_in_workers(
+    plan: Plan, jobs: JobLayout, progress: bool, works: dict | None = None, key: str = ""
+) -> dict[str, int]:
+    """Run every pending spec of `plan` in fresh processes, `jobs.jobs` at a time.
+
+    A finished run's wall time (start of its process to its end) and counted work calibrate
+    this machine's speed for later estimates (`ptft_bench.estimate.record_sample`).
+    """
     store = RunStore(plan.out)
     ctx = mp.get_context("spawn")
     queue = list(plan.todo)
-    running: dict[int, tuple[Any, RunSpec, str]] = {}  # slot -> (process, spec, started)
+    running: dict[int, tuple] = {}  # slot -> (process, spec, started, perf_counter at start)
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     bar = tqdm(total=len(queue), desc=f"suite {plan.suite.name}", disable=not progress)
     while queue or running:
@@ -127,14 +133,16 @@ def run_in_workers(plan: Plan, jobs: JobLayout, progress: bool) -> dict[str, int
                 target=_child, args=(plan.suite, spec.run_id, jobs.threads, gpu), daemon=False
             )
             proc.start()
-            running[slot] = (proc, spec, now())
-        bar.set_postfix_str(", ".join(_label(s) for _, s, _ in running.values()))
-        for slot, (proc, spec, started) in list(running.items()):
+            running[slot] = (proc, spec, now(), time.perf_counter())
+        bar.set_postfix_str(", ".join(_label(entry[1]) for entry in running.values()))
+        for slot, (proc, spec, started, t0) in list(running.items()):
             if proc.is_alive():
                 continue
             proc.join()
             status = _outcome(proc.exitcode, spec, started, store)
             counts[status] += 1
+            if status == "ok" and works and spec.run_id in works:
+                record_sample(key, works[spec.run_id], time.perf_counter() - t0)
             bar.update(1)
             del running[slot]
         time.sleep(0.2)

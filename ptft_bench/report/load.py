@@ -51,6 +51,8 @@ class RunSet:
         problems: files that could not be read, as human-readable lines.
         sources: the run folders read.
         suites: suite names seen in plans and records.
+        sweeps: the sweeps that wrote the folders (plan.json `sweeps`: started_at,
+            estimate_seconds, basis, workers, finished_at, seconds).
     """
 
     runs: pd.DataFrame
@@ -58,6 +60,7 @@ class RunSet:
     problems: list[str] = field(default_factory=list)
     sources: list[Path] = field(default_factory=list)
     suites: list[str] = field(default_factory=list)
+    sweeps: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -192,13 +195,14 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
     planned: dict[str, dict[str, Any]] = {}
     problems: list[str] = []
     suites: list[str] = []
+    sweeps: list[dict[str, Any]] = []
     sources = [Path(d) for d in run_dirs]
     for run_dir in sources:
         if not run_dir.is_dir():
             raise UserError(
                 f"run folder {run_dir} does not exist; pass the folder given to `run --out`"
             )
-        suites += _read_plan(run_dir, planned, problems)
+        suites += _read_plan(run_dir, planned, problems, sweeps)
         for row in _read_records(run_dir, problems):
             rid = row["run_id"]
             rows[rid] = _prefer(rows[rid], row) if rid in rows else row
@@ -220,11 +224,14 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
         problems=problems,
         sources=sources,
         suites=sorted(set(suites)),
+        sweeps=sweeps,
     )
 
 
-def _read_plan(run_dir: Path, planned: dict[str, dict[str, Any]], problems: list[str]) -> list:
-    """Add the planned runs of `run_dir` to `planned`; returns the suite names seen."""
+def _read_plan(
+    run_dir: Path, planned: dict[str, dict[str, Any]], problems: list[str], sweeps: list
+) -> list:
+    """Add the planned runs (and sweeps) of `run_dir`; returns the suite names seen."""
     plan_path = run_dir / "plan.json"
     if not plan_path.is_file():
         return []
@@ -233,6 +240,7 @@ def _read_plan(run_dir: Path, planned: dict[str, dict[str, Any]], problems: list
         for entry in plan.get("runs", []):
             if isinstance(entry, dict) and entry.get("run_id"):
                 planned.setdefault(str(entry["run_id"]), entry)
+        sweeps += [s for s in plan.get("sweeps", []) if isinstance(s, dict)]
         return [str(plan["suite"])] if plan.get("suite") else []
     except (OSError, ValueError, AttributeError) as exc:
         problems.append(f"{plan_path}: unreadable plan ({exc})")

@@ -64,6 +64,7 @@ def setup_section(rs: RunSet) -> Section:
     for d, n in devices.most_common():
         items.append(f"Device ({n} runs): {d}")
     items += _machine_items(envs, runs)
+    items += _sweep_items(rs.sweeps)
     precisions = _uniq(runs["precision"])
     if precisions:
         items.append(f"Precision: {', '.join(precisions)}")
@@ -74,6 +75,23 @@ def setup_section(rs: RunSet) -> Section:
     sec.blocks.append(Bullets(items))
     sec.blocks.append(_task_table(runs))
     return sec
+
+
+def _sweep_items(sweeps: list[dict[str, Any]]) -> list[str]:
+    """Each sweep's estimate before it started against the wall time it took."""
+    items = []
+    for s in sweeps:
+        est, took = s.get("estimate_seconds"), s.get("seconds")
+        line = f"Sweep started {s.get('started_at', fmt.DASH)} ({s.get('runs_to_do', '?')} runs, "
+        line += f"{s.get('workers', '?')}): estimated {fmt.seconds(est)} before it started"
+        if fmt.finite(took):
+            line += f", took {fmt.seconds(took)}"
+            if fmt.finite(est) and took:
+                line += f" (estimate / actual = {est / took:.2f})"
+        else:
+            line += ", did not finish (interrupted, or resumed later)"
+        items.append(line + f"; estimate basis: {s.get('basis', fmt.DASH)}")
+    return items
 
 
 def _counted(values: list[Any]) -> str:
