@@ -19,7 +19,14 @@ from ptft_bench.report.stats import PairedResult, paired, rank_desc, summarize
 REFERENCE_STRATEGY = "full"
 # Cost columns averaged over the seeds of the selected learning rate: the record's cost fields,
 # the share of trainable parameters and the serving cost (`load.serving_cost`).
-COST_COLUMNS = (*cost_fields(), "trainable_pct", "inference_latency_ms", "inference_throughput")
+COST_COLUMNS = (
+    *cost_fields(),
+    "trainable_pct",
+    "memory_bytes",  # the run's own memory where measured (see load.memory_of)
+    "inference_latency_ms",
+    "inference_throughput",
+    "inference_overhead",  # serving latency over the base model's (see load.add_inference_overhead)
+)
 GROUP = ["task", "model", "variant"]
 
 
@@ -175,6 +182,8 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
             trainable_params=("trainable_params", "mean"),
             train_seconds=("train_seconds", "mean"),
             peak_memory_bytes=("peak_memory_bytes", "mean"),
+            memory_bytes=("memory_bytes", "mean"),
+            inference_overhead=("inference_overhead", "mean"),
             n_did_not_learn=("did_not_learn", "sum"),
         )
         .reset_index()

@@ -47,7 +47,8 @@ def _legend_outside(fig: Any, axes: list[Any]) -> None:
 TRADEOFF_AXES = (
     ("trainable_params", "trainable parameters (count)", 1.0),
     ("train_seconds", "train time (s)", 1.0),
-    ("peak_memory_bytes", "peak memory (MiB)", 2.0**-20),
+    ("memory_bytes", "training memory, the run's own (MiB)", 2.0**-20),
+    ("inference_overhead", "serving latency at batch 1 (× the base model's)", 1.0),
 )
 
 

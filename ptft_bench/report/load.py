@@ -113,7 +113,34 @@ def serving_cost(rec: RunRecord) -> dict[str, float]:
     return {
         "inference_latency_ms": _num(served.get("latency_ms_median")),
         "inference_throughput": _num(served.get("throughput_per_second")),
+        "base_architecture": bool(info.get("same_architecture_as_base")),
     }
+
+
+def memory_of(rec: RunRecord) -> float:
+    """The run's own memory where measured (`run_memory_bytes`, a fresh process per run), else
+    the process's peak (older records, in-process sweeps)."""
+    own = _num(getattr(rec, "run_memory_bytes", None))
+    return own if math.isfinite(own) and own > 0 else _num(rec.peak_memory_bytes)
+
+
+def add_inference_overhead(runs: pd.DataFrame) -> pd.DataFrame:
+    """`inference_overhead`: a run's serving latency over the base model's on the same task.
+
+    The base model's latency is the median over the runs whose trained model has the base
+    architecture (full fine-tuning, head-only, top-k, BitFit, ...: nothing added, nothing to
+    merge), measured in the same sweep on the same machine.
+    """
+    runs = runs.copy()
+    runs["inference_overhead"] = math.nan
+    if "base_architecture" not in runs or runs.empty:
+        return runs
+    for _, idx in runs.groupby(["task", "model"]).groups.items():
+        g = runs.loc[idx]
+        base = g.loc[g["base_architecture"].astype(bool), "inference_latency_ms"].median()
+        if math.isfinite(base) and base > 0:
+            runs.loc[idx, "inference_overhead"] = g["inference_latency_ms"] / base
+    return runs
 
 
 def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
@@ -157,6 +184,7 @@ def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
     }
     for key in NUMERIC_KEYS:
         row[key] = _num(getattr(rec, key))
+    row["memory_bytes"] = memory_of(rec)
     row["val_primary"] = val.get(primary, math.nan) if primary else math.nan
     row["test_primary"] = test.get(primary, math.nan) if primary else math.nan
     row["trainable_pct"] = 100.0 * row["trainable_params"] / row["total_params"]
@@ -209,7 +237,7 @@ def load_runs(run_dirs: list[Path], expected_run_ids: set[str] | None = None) ->
     if not rows and not planned and not expected_run_ids:
         names = ", ".join(str(s) for s in sources)
         raise UserError(f"no run records found in {names}; run `ptft-bench run` first")
-    runs = pd.DataFrame(list(rows.values()))
+    runs = add_inference_overhead(pd.DataFrame(list(rows.values())))
     if runs.empty:
         runs = pd.DataFrame(columns=list(record_to_row(RunRecord(""), "").keys()))
     suites += [str(r["suite"]) for r in rows.values() if r.get("suite")]

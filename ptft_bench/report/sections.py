@@ -149,7 +149,14 @@ COST_SPEC = (
     ("trainable_pct", "% of model", fmt.pct, False),
     ("train_seconds", "train time", fmt.seconds, False),
     ("train_samples_per_second", "samples/s", fmt.rate, True),
-    ("peak_memory_bytes", "peak memory", fmt.nbytes, False),
+    ("memory_bytes", "training memory", fmt.nbytes, False),
+    ("inference_latency_ms", "latency (batch 1)", fmt.milliseconds, False),
+    (
+        "inference_overhead",
+        "latency × base",
+        lambda x: f"{x:.2f}×" if fmt.finite(x) else fmt.DASH,
+        False,
+    ),
     ("checkpoint_bytes", "checkpoint", fmt.nbytes, False),
     ("train_flops", "train FLOPs", fmt.flops, False),
     (

@@ -128,7 +128,7 @@ def summary_table(run_dirs: list[Path]) -> str:
         metric = (
             g["primary_metric"].dropna().iloc[0] if g["primary_metric"].notna().any() else "score"
         )
-        header = ["variant", f"test {metric}", "seeds", "trainable", "train time", "peak memory"]
+        header = ["variant", f"test {metric}", "seeds", "trainable", "train time", "memory"]
         rows = [
             [
                 str(r["variant"]),
@@ -137,7 +137,7 @@ def summary_table(run_dirs: list[Path]) -> str:
                 str(int(r["n_seeds"])),
                 f"{fmt.count(r['trainable_params'])} ({fmt.pct(r['trainable_pct'])})",
                 fmt.seconds(r["train_seconds"]),
-                fmt.nbytes(r["peak_memory_bytes"]),
+                fmt.nbytes(r["memory_bytes"]),
             ]
             for _, r in g.sort_values("test_mean", ascending=False, na_position="last").iterrows()
         ]
