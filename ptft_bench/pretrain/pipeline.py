@@ -291,6 +291,8 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     )
     model.save_pretrained(opts.out)
     carried = carry_unused_weights(run.loaded, opts.out)
+    if carry_pooling_config(run.loaded.source_path, opts.out):
+        print("note: kept the base model's sentence pooling config (fine-tuning pools the same way)")
     if carried:
         print(
             f"note: kept {len(carried)} weight(s) the LM model does not use: {', '.join(carried[:4])}"
@@ -306,6 +308,21 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     }
     _write_json(opts.out / RECORD_NAME, record)
     return record
+
+
+def carry_pooling_config(source: str | None, out: Path) -> bool:
+    """Copy a sentence-transformers pooling config (`1_Pooling/`) from the base model's folder.
+
+    `--pooling auto` reads it (`ptft_bench.pooling`): without it the adapted model would be
+    fine-tuned on [CLS] while its base pools the mean, and a base-vs-adapted comparison would
+    compare poolings, not pretraining.
+    """
+    src = Path(source) / "1_Pooling" if source else None
+    if src is None or not (src / "config.json").is_file():
+        return False
+    (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    write_text(out / "1_Pooling" / "config.json", (src / "config.json").read_text())
+    return True
 
 
 def carry_unused_weights(loaded: LoadedLM, out: Path) -> list[str]:
