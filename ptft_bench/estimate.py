@@ -42,6 +42,7 @@ PROBE_RUN_SECONDS = 12.0
 class Work:
     train_flops: float
     eval_flops: float
+    model: str = ""  # speed differs by model: small ones are dominated by per-run overhead
 
 
 @dataclass
@@ -77,7 +78,7 @@ def run_work(spec, ctx) -> Work:
     )
     structure = _structure(key, spec, task.spec.num_labels, task.spec.is_regression, lengths)
     if structure is None:  # the strategy refuses the model: the run fails at once, no work
-        return Work(0.0, 0.0)
+        return Work(0.0, 0.0, spec.model)
     return _work(spec, lengths, *structure)
 
 
@@ -101,7 +102,7 @@ def _work(spec, lengths, fm, fm_end, first_cached, closed_form, mergeable) -> Wo
     # the inference measurement: 69 single examples and 512 batched, twice when weights merge
     measured = (min(69, len(tests[0])) + min(512, len(tests[0]))) * mean if tests else 0.0
     eval_tokens = float(val.sum()) * epochs + test_tokens + measured * (1 + mergeable)
-    return Work(float(train_flops), float(forward * eval_tokens))
+    return Work(float(train_flops), float(forward * eval_tokens), spec.model)
 
 
 _STRUCTURES: dict[tuple, tuple] = {}
@@ -166,10 +167,10 @@ def _load() -> dict[str, list[list[float]]]:
 
 
 def record_sample(key: str, work: Work, seconds: float) -> None:
-    """Remember one finished run's work and wall seconds on this machine."""
+    """Remember one finished run's work, model and wall seconds on this machine."""
     data = _load()
     samples = data.setdefault(key, [])
-    samples.append([work.train_flops, work.eval_flops, float(seconds)])
+    samples.append([work.train_flops, work.eval_flops, float(seconds), work.model])
     data[key] = samples[-MAX_SAMPLES:]
     try:
         atomic.write_json(_calibration_path(), data)
@@ -177,15 +178,20 @@ def record_sample(key: str, work: Work, seconds: float) -> None:
         pass
 
 
-def rates(key: str) -> tuple[np.ndarray, str]:
-    """Seconds per (training FLOP, evaluation FLOP, run), and where they come from."""
-    samples = np.asarray(_load().get(key, []), dtype=float)
-    if len(samples) >= 3:
-        from scipy.optimize import nnls
+def rates(key: str, model: str = "") -> tuple[np.ndarray, str]:
+    """Seconds per (training FLOP, evaluation FLOP, run), and where they come from: this
+    model's earlier runs on this machine, else any model's, else the probe."""
+    from scipy.optimize import nnls
 
-        coef, _ = nnls(np.column_stack([samples[:, :2], np.ones(len(samples))]), samples[:, 2])
+    every = _load().get(key, [])
+    same = [s for s in every if len(s) > 3 and s[3] == model]
+    for samples, whose in ((same, f"{model}'s"), (every, "all models'")):
+        if len(samples) < 3:
+            continue
+        x = np.asarray([s[:3] for s in samples], dtype=float)
+        coef, _ = nnls(np.column_stack([x[:, :2], np.ones(len(x))]), x[:, 2])
         if coef[0] > 0:
-            return coef, f"calibrated on {len(samples)} earlier runs on this machine"
+            return coef, f"calibrated on {len(x)} earlier runs ({whose}) on this machine"
     from ptft_bench.cost import cpu_peak_flops
 
     peak = cpu_peak_flops() if key.startswith("cpu") else 100e12
@@ -200,8 +206,13 @@ def rates(key: str) -> tuple[np.ndarray, str]:
 
 
 def estimate(works: list[Work], key: str, jobs: int) -> Estimate:
-    coef, basis = rates(key)
-    per_run = [float(coef @ [w.train_flops, w.eval_flops, 1.0]) for w in works]
+    per_run, bases = [], set()
+    fitted = {m: rates(key, m) for m in {w.model for w in works}}
+    for w in works:
+        coef, basis = fitted[w.model]
+        per_run.append(float(coef @ [w.train_flops, w.eval_flops, 1.0]))
+        bases.add(basis)
+    basis = "; ".join(sorted(bases)) or "no runs to estimate"
     return Estimate(sum(per_run) / max(jobs, 1), per_run, basis)
 
 

@@ -10,6 +10,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Tests keep their caches (tokens, the CPU probe, speed calibration) out of the user's
+    ~/.cache: tiny test models would otherwise calibrate the estimate of real sweeps."""
+    if "PTFT_CACHE" not in os.environ:
+        os.environ["PTFT_CACHE"] = str(tmp_path_factory.mktemp("ptft-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The read-only shared data folder (GLUE, corpora): ``$PTFT_SHARED_DATA`` or ``../shared/data``.

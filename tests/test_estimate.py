@@ -59,14 +59,19 @@ def test_calibration_recovers_the_machine_speed(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     truth = np.array([2e-10, 5e-11, 7.0])  # seconds per train FLOP, per eval FLOP, per run
     for _ in range(12):
-        w = E.Work(float(rng.uniform(1e10, 1e12)), float(rng.uniform(1e9, 1e11)))
+        w = E.Work(float(rng.uniform(1e10, 1e12)), float(rng.uniform(1e9, 1e11)), "m")
         E.record_sample(key, w, float(truth @ [w.train_flops, w.eval_flops, 1.0]))
-    coef, basis = E.rates(key)
+    tiny = E.Work(1e6, 1e6, "tiny")  # another model: dominated by start-up
+    for _ in range(3):
+        E.record_sample(key, tiny, 30.0)
+    coef, basis = E.rates(key, "m")
     np.testing.assert_allclose(coef, truth, rtol=1e-6)
-    assert "calibrated on 12" in basis
-    works = [E.Work(1e11, 1e10)] * 4
+    assert "calibrated on 12" in basis and "m's" in basis
+    works = [E.Work(1e11, 1e10, "m")] * 4
     est = E.estimate(works, key, jobs=2)
     assert est.seconds == pytest.approx(4 * (20 + 0.5 + 7) / 2)
+    # a model never run here borrows every model's runs
+    assert "all models'" in E.rates(key, "new model")[1]
 
 
 def test_uncalibrated_estimate_says_so(tmp_path, monkeypatch):
