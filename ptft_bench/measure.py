@@ -9,6 +9,7 @@ the trained model (and of its merged copy when the strategy's weights merge).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,7 @@ def measure_inference(spec, ctx, encoded, trained: Trained, base_params: int) ->
     wrapper (full, head-only, top-k, BitFit, ...); the report takes these runs' latency as the
     unmodified base model's when it computes a strategy's inference overhead.
     """
+    t0 = time.perf_counter()
     model, acc = trained.parts.model, ctx.accelerator
     pad_id = pad_id_of(ctx.tokenizer(spec.model))
     test = encoded["test"]
@@ -61,6 +63,7 @@ def measure_inference(spec, ctx, encoded, trained: Trained, base_params: int) ->
             model, merged, test, pad_id, acc.device
         )
         del merged
+    out["measure_seconds"] = time.perf_counter() - t0  # outside train and eval seconds
     return out
 
 

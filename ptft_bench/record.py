@@ -215,7 +215,7 @@ class RunRecord:
         metadata=doc(
             '{"model": {latency_ms_median, latency_ms_p95, throughput_per_second, '
             'examples_timed, examples_throughput}, "merged": (same, when the weights merge), '
-            '"merged_max_logit_difference", "same_architecture_as_base"} on the test split '
+            '"merged_max_logit_difference", "same_architecture_as_base", "measure_seconds"} on the test split '
             "(`ptft_bench.inference`)"
         ),
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -122,7 +123,13 @@ def run_in_workers(
     queue = list(plan.todo)
     running: dict[int, tuple] = {}  # slot -> (process, spec, started, perf_counter at start)
     counts = {"ok": 0, "failed": 0, "skipped": 0}
-    bar = tqdm(total=len(queue), desc=f"suite {plan.suite.name}", disable=not progress)
+    shown = ""
+    bar = tqdm(
+        total=len(queue),
+        desc=f"suite {plan.suite.name}",
+        disable=not progress,
+        mininterval=0.5 if sys.stderr.isatty() else 60,  # a log file gets a line a minute
+    )
     while queue or running:
         for slot in [s for s in range(jobs.jobs) if s not in running]:
             spec = _next_unclaimed(queue, store)
@@ -134,7 +141,10 @@ def run_in_workers(
             )
             proc.start()
             running[slot] = (proc, spec, now(), time.perf_counter())
-        bar.set_postfix_str(", ".join(_label(entry[1]) for entry in running.values()))
+        labels = ", ".join(_label(e[1]) for e in running.values())
+        if labels != shown:  # refresh only when the running set changes
+            bar.set_postfix_str(labels, refresh=sys.stderr.isatty())
+            shown = labels
         for slot, (proc, spec, started, t0) in list(running.items()):
             if proc.is_alive():
                 continue
