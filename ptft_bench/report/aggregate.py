@@ -170,6 +170,7 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
             columns=["model", "variant", "strategy_family", "n_tasks", "mean_score", "mean_rank"]
         )
+    ok = ok.assign(dead_on_learnable=ok["did_not_learn"].astype(bool) & ~unlearnable(ok))
     out = (
         ok.groupby(["model", "variant"])
         .agg(
@@ -185,16 +186,25 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
             memory_bytes=("memory_bytes", "mean"),
             inference_overhead=("inference_overhead", "mean"),
             n_did_not_learn=("did_not_learn", "sum"),
+            n_dead_on_learnable=("dead_on_learnable", "sum"),
         )
         .reset_index()
     )
     n_tasks = ok.groupby("model")["task"].nunique()
     out["all_tasks"] = out["n_tasks"] == out["model"].map(n_tasks)
-    # Only variants that learned on every task compete for recommendations.
-    out["learned_all"] = out["n_did_not_learn"] == 0
+    # Only variants that learned on every task some variant learned compete for recommendations
+    # (a task on which nothing learned under the budget says nothing about the strategies).
+    learned_somewhere = out["n_did_not_learn"] < out["n_tasks"]
+    out["learned_all"] = (out["n_dead_on_learnable"] == 0) & learned_somewhere
     return out.sort_values(
         ["model", "mean_rank", "mean_score"], ascending=[True, True, False]
     ).reset_index(drop=True)
+
+
+def unlearnable(lb: pd.DataFrame) -> pd.Series:
+    """True on the rows of a (task, model) on which no variant learned anything."""
+    dead = lb["did_not_learn"].astype(bool)
+    return dead.groupby([lb["task"], lb["model"]]).transform("all")
 
 
 def reference_variant(lb: pd.DataFrame, model: str) -> str | None:

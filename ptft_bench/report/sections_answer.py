@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ptft_bench.report import fmt
-from ptft_bench.report.aggregate import reference_variant, vs_reference
+from ptft_bench.report.aggregate import across_tasks, reference_variant, unlearnable, vs_reference
 from ptft_bench.report.document import Cell, Paragraph, Section, Table
 from ptft_bench.report.evidence import Evidence
 from ptft_bench.report.recommend import (
@@ -105,7 +105,19 @@ def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
                 "they fall back to means and paired t-tests over seeds and their ties are unknown."
             )
         )
-    dead = sorted(set(lb.loc[lb["did_not_learn"].astype(bool), "variant"]))
+    scored = lb[lb["test_mean"].notna()]
+    nobody = sorted(set(scored.loc[unlearnable(scored), "task"])) if len(scored) else []
+    if nobody:
+        out.append(
+            Paragraph(
+                f"No variant learned anything on {', '.join(f'`{t}`' for t in nobody)} under this "
+                "budget (no test score above the constant-prediction baseline): left out of the "
+                "rule, shown in the leaderboards."
+            )
+        )
+    summary = across_tasks(scored) if len(scored) else scored
+    barred = summary[~summary["learned_all"].astype(bool)] if len(summary) else summary
+    dead = sorted(set(barred.loc[barred["n_did_not_learn"] > 0, "variant"])) if len(barred) else []
     if dead:
         out.append(
             Paragraph(
