@@ -2,9 +2,17 @@
 
 When a strategy leaves the embeddings and the bottom `f` blocks frozen (head-only: every block;
 top-k: all but k), their output never changes during training. We run them once per example, in
-eval mode, keep the hidden states entering block `f`, and during training feed those states to
-the model through a stand-in for the embeddings module while the block list is cut to
-`blocks[f:]`. The model's own forward (attention masks, pooler, head, loss) runs unchanged.
+eval mode, keep the hidden states leaving block `f - 1`, and during training the first `f`
+entries of the block list are stand-ins (`Replay`) that return those states, in the format the
+blocks return, whatever they are given. Everything else is the model's own forward: the
+embeddings still run (lookups; ELECTRA's small projection) so that whatever the backbone derives from them and from
+the inputs before the blocks is computed as always: decoders' causal masks and rotary position
+embeddings, GPT-2's learned positions, ModernBERT's local / global masks, DeBERTa's relative
+positions. The list keeps its length, so a block's index (Qwen2's per-layer attention type,
+`layer_types[i]`) and every parameter name stay as they were; the head, pooling and loss run
+unchanged. An architecture whose backbone does something the stand-in cannot reproduce is caught
+by the check in `prepare_cache` (cached and uncached logits compared) and trains uncached, with
+the reason recorded.
 
 Semantics (explicit, selectable with `budget.frozen_cache`): the cached layers run WITHOUT
 dropout, i.e. as in evaluation. Without the cache the frozen layers run in train mode, with
@@ -54,27 +62,40 @@ def plan_cache(
     f = min(layers) - 1  # layer numbering: 0 embeddings, 1..L blocks, L+1 head
     if f < 1:
         return "the embeddings or the first block train"
-    for child_name, child in parts.backbone.named_children():
-        if child is parts.embeddings or (parts.pooler and child is parts.pooler[1]):
-            continue
-        is_encoder = any(m is parts.blocks[0] for m in child.modules())
-        if not is_encoder and any(True for _ in child.parameters()):
-            # e.g. ELECTRA's embeddings_project sits between the embeddings and the blocks
-            return f"the backbone has a module ({child_name}) between embeddings and blocks"
     return CachePlan(min(f, parts.num_layers), parts.num_layers)
 
 
-class _CachedEmbeddings(nn.Module):
-    """Stands in for the embeddings module: returns the cached hidden states of the batch."""
+class CachedBatch:
+    """The cached states of the current batch, shared by the stand-ins (not an nn.Module)."""
 
-    def __init__(self) -> None:
+    current: torch.Tensor | None = None
+    tuple_len = 0  # 0: the blocks return a tensor; n: a tuple of n (attention weights: None)
+
+
+class Replay(nn.Module):
+    """Stands in for one frozen block: returns the cached states of the batch, shaped like the
+    blocks' own output, whatever it is given. Attributes the backbone reads off its blocks in the
+    loop (ModernBERT's `attention_type`) come from the block it replaces, which is referenced,
+    not registered: its parameters are not the stand-in's."""
+
+    def __init__(self, block: nn.Module, batch: CachedBatch) -> None:
         super().__init__()
-        self.current: torch.Tensor | None = None
+        self.__dict__["replaced"] = block
+        self.__dict__["batch"] = batch
 
-    def forward(self, *args, **kwargs) -> torch.Tensor:
-        if self.current is None:
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.__dict__["replaced"], name)
+
+    def forward(self, *args, **kwargs):
+        batch = self.batch
+        if batch.current is None:
             raise RuntimeError("cached batch not set")
-        return self.current
+        if batch.tuple_len:
+            return (batch.current, *[None] * (batch.tuple_len - 1))
+        return batch.current
 
 
 class FrozenPrefixCache:
@@ -86,15 +107,11 @@ class FrozenPrefixCache:
         self.device = device
         self.parts = parts
         self.states: dict[str, list[torch.Tensor]] = {}
-        self.stub = _CachedEmbeddings()
+        self.batch = CachedBatch()
         parent, _, attr = self.parts.blocks_prefix.rpartition(".")
         self._blocks_owner = self.model.get_submodule(parent)
         self._blocks_attr = attr
         self._blocks_full = getattr(self._blocks_owner, attr)
-        emb_parent, _, emb_attr = self.parts.embeddings_prefix.rpartition(".")
-        self._emb_owner = self.model.get_submodule(emb_parent)
-        self._emb_attr = emb_attr
-        self._emb_full = getattr(self._emb_owner, emb_attr)
         self.installed = False
         self.nbytes = 0
 
@@ -117,7 +134,8 @@ class FrozenPrefixCache:
         self.model.eval()
         seen: list[torch.Tensor] = []
 
-        def keep(_module, _args, output):
+        def keep(_module, _args, output) -> None:
+            self.batch.tuple_len = len(output) if isinstance(output, tuple) else 0
             seen.append(output[0] if isinstance(output, tuple) else output)
 
         hook = self._blocks_full[f - 1].register_forward_hook(keep)
@@ -146,18 +164,18 @@ class FrozenPrefixCache:
 
     def install(self) -> None:
         f = self.plan.first_trainable_block
-        setattr(self._blocks_owner, self._blocks_attr, nn.ModuleList(list(self._blocks_full)[f:]))
-        setattr(self._emb_owner, self._emb_attr, self.stub)
+        blocks = list(self._blocks_full)
+        replayed = [Replay(b, self.batch) for b in blocks[:f]] + blocks[f:]
+        setattr(self._blocks_owner, self._blocks_attr, nn.ModuleList(replayed))
         self.installed = True
 
     def uninstall(self) -> None:
         setattr(self._blocks_owner, self._blocks_attr, self._blocks_full)
-        setattr(self._emb_owner, self._emb_attr, self._emb_full)
         self.installed = False
 
     @contextlib.contextmanager
     def original(self) -> Iterator[None]:
-        """The untouched model (parameter names as the strategy knows them)."""
+        """The untouched model (what saving and loading the strategy's state see)."""
         was = self.installed
         if was:
             self.uninstall()
@@ -180,7 +198,7 @@ class FrozenPrefixCache:
         out = torch.zeros(len(rows), width, hidden, dtype=torch.float32)
         for r, t in enumerate(rows):
             out[r, : t.shape[0]] = t.float()
-        self.stub.current = out.to(self.device, non_blocking=True)
+        self.batch.current = out.to(self.device, non_blocking=True)
 
 
 def estimate_bytes(encoded: dict[str, D.EncodedSplit], hidden: int, itemsize: int = 4) -> int:
@@ -193,7 +211,7 @@ def max_logit_difference(
 ) -> float:
     """Eval-mode logits with and without the cache on the first `n` examples of a split.
 
-    Infinite when the cached forward fails: e.g. DeBERTa-v2's encoder cannot run zero blocks.
+    Infinite when the cached forward fails (an architecture the stand-in does not fit).
     """
     model = cache.model
     was = model.training
@@ -208,7 +226,7 @@ def max_logit_difference(
         cache.install()
         cache.set_batch(name, idx, batch["input_ids"].shape[1])
         got = model(**batch).logits
-    except Exception:  # noqa: BLE001 - an architecture the surgery does not fit (DeBERTa, 0 blocks)
+    except Exception:  # noqa: BLE001 - an architecture the stand-in does not fit
         return float("inf")
     finally:
         cache.uninstall()

@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--models",
         dest="models",
         type=_csv,
-        help="model spec(s): minilm-l6, a local folder, or a hub id (needs PTFT_ONLINE=1)",
+        help="model spec(s): minilm-l6 (default), smollm2-135m (a decoder, offline; see "
+        "docs/models.md), a local folder, or a hub id (needs PTFT_ONLINE=1)",
     )
     run.add_argument("--epochs", type=int)
     run.add_argument("--max-steps", type=int)

@@ -139,7 +139,7 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
         model = strategy.apply(model, context)
         parts = context.parts if model is context.parts.model else find_parts(model)
         trained = _train(spec, ctx, task, encoded, strategy, parts)
-    trained.memory = memory
+    trained.memory, trained.spec_model = memory, spec.model
     trained.inference = measure_inference(spec, ctx, encoded, trained, base_params)
     labels = {name: encoded[name].labels for name in trained.fit.predictions}
     predictions = {

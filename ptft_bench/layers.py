@@ -1,10 +1,12 @@
 """Layer numbering, freezing and layer-wise learning-rate groups, shared by the strategies.
 
 Layers are numbered as in `ModelParts.layer_of`: 0 = embeddings, 1..L = transformer blocks
-(bottom to top), L + 1 = task head (classifier, and the pooler). Backbone parameters that sit
-outside both the embeddings module and the blocks (ELECTRA's `embeddings_project`, DeBERTa-v2's
-relative-position embeddings and their LayerNorm, shared by every block) count as layer 0: they
-feed the first block, so they belong with the lowest layer, as in timm's layer-decay grouping.
+(bottom to top), L + 1 = task head (classifier, and the pooler). A decoder's final norm (GPT-2's
+`ln_f`, Llama's `norm`), which runs after the blocks, is layer L: it trains with the top block.
+Other backbone parameters outside both the embeddings module and the blocks (ELECTRA's
+`embeddings_project`, GPT-2's and OPT's position embeddings, DeBERTa-v2's relative-position
+embeddings and their LayerNorm, shared by every block) count as layer 0: they feed the first
+block, so they belong with the lowest layer, as in timm's layer-decay grouping.
 """
 
 from __future__ import annotations

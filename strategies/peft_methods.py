@@ -4,9 +4,13 @@
     get_strategy("prompt_tuning", num_virtual_tokens=50)       # fields of peft's own config class
     get_strategy("peft", method="boft", boft_block_size=4)     # any peft method by name
 
-Target modules are found by structure (`find_projections`), not by peft's per-architecture table,
-so every method gets the same roles ("query", "value", "ffn_out", ...) on BERT, RoBERTa,
-DistilBERT (absent from peft's table), ELECTRA and DeBERTa-v2. The head (`find_parts(model).head`,
+Target modules are found by structure (`ptft_bench.projections`), not by peft's per-architecture
+table, so every method gets the same roles ("query", "value", "ffn_out", ...) on every encoder
+and decoder (DistilBERT is absent from peft's table; on GPT-2, GPT-NeoX and ModernBERT "query",
+"key" and "value" all name the fused q/k/v projection). LoHa, LoKr and OFT cannot wrap GPT-2's
+`Conv1D` layers and refuse it (`supports`); prefix tuning refuses a backbone without
+`past_key_values` (ModernBERT). On decoders with grouped-query attention peft sizes prefix
+tuning's key/value prefixes for the key/value heads. The head (`find_parts(model).head`,
 e.g. DistilBERT's `pre_classifier` + `classifier`) is always in `modules_to_save`; a backbone pooler
 stays frozen, as in peft's own sequence-classification setup. `lora` lives in `strategies/lora.py`.
 """
@@ -26,7 +30,7 @@ import torch
 from torch import nn
 
 from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.model_parts import ModelParts, find_parts
+from ptft_bench.model_parts import ModelParts, find_parts, is_conv1d
 from ptft_bench.projections import find_projections, resolve_targets
 from ptft_bench.registry import (
     ParamInfo,
@@ -43,12 +47,22 @@ _MANAGED = {
 }  # fmt: skip
 
 
+# peft methods whose layers wrap only torch's Linear / Conv / Embedding, not transformers'
+# `Conv1D` (GPT-2's layers): peft raises "Target module ... Conv1D ... not supported".
+_NO_CONV1D = {"loha": "LoHa", "lokr": "LoKr", "oft": "OFT"}
+
+
 def method_supports(method: str | None, parts: ModelParts) -> str | None:
     """None if peft `method` runs on the model of `parts`, else the reason it cannot."""
+    backbone = parts.backbone
     if method == "prefix_tuning":
-        backbone = parts.backbone
         if "past_key_values" not in inspect.signature(backbone.forward).parameters:
             return f"prefix tuning needs past_key_values, which {type(backbone).__name__} lacks"
+    if method in _NO_CONV1D and any(is_conv1d(m) for b in parts.blocks for m in b.modules()):
+        return (
+            f"peft's {_NO_CONV1D[method]} cannot wrap the Conv1D layers of "
+            f"{type(backbone).__name__} (only Linear / Conv); use lora, adalora, ia3 or vera"
+        )
     return None
 
 
@@ -212,6 +226,10 @@ class PeftStrategy(Strategy):
         target_modules = None
         if "target_modules" in fields:
             target_modules = resolve_targets(parts, params.targets or self.default_targets)
+            if "fan_in_fan_out" in fields and "fan_in_fan_out" not in params.options:
+                # GPT-2's Conv1D stores its weight transposed (peft would set this and warn)
+                modules = dict(parts.model.named_modules())
+                extra["fan_in_fan_out"] = any(is_conv1d(modules[t]) for t in target_modules)
         if "feedforward_modules" in fields and "feedforward_modules" not in params.options:
             ffn = {n for r in ("ffn_in", "ffn_out") for n in find_projections(parts)[r]}
             extra["feedforward_modules"] = [t for t in target_modules or [] if t in ffn]

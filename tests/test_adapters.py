@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from ptft_bench import get_strategy
-from strategies.adapters import VARIANTS, BottleneckAdapter
+from ptft_bench.model_parts import find_parts
+from strategies.adapters import (
+    VARIANTS,
+    BottleneckAdapter,
+    LinearRecordingInput,
+    LinearWithAdapter,
+    LinearWithParallelAdapter,
+)
 from tests.tiny_models import ARCHS, HIDDEN, tiny_batch, tiny_model
 
 
@@ -88,6 +95,44 @@ def test_save_then_load_gives_identical_logits(variant):
     assert not torch.equal(_logits(fresh, batch), _logits(trained, batch))
     fresh_strategy.load_trainable_state_dict(fresh, state)
     torch.testing.assert_close(_logits(fresh, batch), _logits(trained, batch), rtol=0, atol=0)
+
+
+# where each variant's adapters sit in a decoder block: (wrapped module, wrapper class name)
+DECODER_PLACEMENT = {
+    "llama": {
+        "houlsby": {"self_attn.o_proj": "LinearWithAdapter", "mlp.down_proj": "LinearWithAdapter"},
+        "pfeiffer": {"mlp.down_proj": "LinearWithAdapter"},
+        # the gated MLP's gate and up projections read the same input: the first one records it
+        "parallel": {
+            "mlp.gate_proj": "LinearRecordingInput",
+            "mlp.down_proj": "LinearWithParallelAdapter",
+        },
+    },
+    "gpt2": {  # Conv1D layers, wrapped like Linear ones
+        "houlsby": {"attn.c_proj": "LinearWithAdapter", "mlp.c_proj": "LinearWithAdapter"},
+        "pfeiffer": {"mlp.c_proj": "LinearWithAdapter"},
+        "parallel": {"mlp.c_fc": "LinearRecordingInput", "mlp.c_proj": "LinearWithParallelAdapter"},
+    },
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("arch", list(DECODER_PLACEMENT))
+def test_decoder_placement(arch, variant):
+    model = get_strategy("adapter", variant=variant).apply(tiny_model(arch))
+    block = find_parts(model).blocks[0]
+    wrappers = (LinearWithAdapter, LinearRecordingInput, LinearWithParallelAdapter)
+    wrapped = {n: type(m).__name__ for n, m in block.named_modules() if isinstance(m, wrappers)}
+    assert wrapped == DECODER_PLACEMENT[arch][variant]
+
+
+def test_train_layer_norms_trains_a_decoders_rmsnorms():
+    strategy = get_strategy("adapter", train_layer_norms=True)
+    model = strategy.apply(tiny_model("llama"))
+    trained = {n for n, _ in strategy.trainable_named_parameters(model)}
+    norms = {n for n, _ in model.named_parameters() if "layernorm" in n and ".layers." in n}
+    assert norms and norms <= trained
+    assert "model.norm.weight" not in trained  # the final norm is not in a block
 
 
 def test_bottleneck_overrides_reduction_factor():

@@ -149,3 +149,57 @@ def test_flops_meter_follows_the_trainable_set_step_by_step():
             p.requires_grad_(True)
     meter.on_step_end(st)
     assert meter.total == 10 * 8432 + 10 * 15824  # top-1
+
+
+def tiny_llama(hidden=4, inter=8, layers=2, labels=2, vocab=10):
+    from transformers import LlamaConfig
+
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,  # grouped-query attention: k and v project to one 2-wide head
+        max_position_embeddings=16,
+        num_labels=labels,
+        pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(cfg)
+
+
+def test_decoder_flops_hand_checked():
+    """Llama: q 4x4 + k, v 4x2 each (GQA) + o 4x4 + SwiGLU's gate, up 4x8 and down 8x4 = 144
+    matmul parameters per block; the score layer (4x2, no bias) runs on every position.
+
+    Attention scores use the query heads' width (2 heads x 2 = 4): 4*10*10*4 = 1600 forward per
+    sequence and block, 800 per backward matmul (keys and values are repeated per query head).
+    """
+    m = tiny_llama()
+    seq, attn = 10, 1600
+    fm = flops.flops_model(m)  # everything trainable
+    assert fm.per_layer == [144, 144] and fm.head.fwd == 8 and fm.head_per_position
+    assert fm.hidden == 4
+    block = 2 * seq * (144 + 144 + 144) + attn + 4 * 800
+    head = 2 * seq * (8 + 8 + 8)  # ten positions, not one
+    assert flops.train_flops_per_step(fm, 1, seq) == 2 * block + head == 27360
+
+    for n, p in m.named_parameters():  # head only
+        p.requires_grad_(n.startswith("score"))
+    fm = flops.flops_model(m)
+    frozen = 2 * seq * 144 + attn
+    head = 2 * seq * (8 + 0 + 8)  # the score's input needs no gradient
+    assert flops.train_flops_per_step(fm, 1, seq) == 2 * frozen + head == 9280
+    assert flops.train_flops_per_step(fm, 1, seq, first_cached_layer=2) == head
+
+    # top-1: the last block, the final norm (layer L) and the head. The block's input norm runs
+    # before q/k/v (Llama registers it after the MLP: forward order is read off a forward pass),
+    # so q/k/v need their input's gradient too.
+    for n, p in m.named_parameters():
+        p.requires_grad_(n.startswith(("score", "model.layers.1.", "model.norm")))
+    fm = flops.flops_model(m)
+    assert (fm.stages[2].dx, fm.stages[2].dw) == (144, 144)
+    top = 2 * seq * (144 + 144 + 144) + attn + 4 * 800
+    assert flops.train_flops_per_step(fm, 1, seq) == frozen + top + 2 * seq * 24 == 18400

@@ -9,6 +9,11 @@ activations, softmax, embedding lookups and IA3's scalings are elementwise and i
 Attention runs in eager mode: on CPU, PyTorch's fused SDPA kernel is not in FlopCounterMode's
 table (it counts only the CUDA kernels), so its score matmuls would be invisible to the referee.
 
+Every registered strategy runs on every tiny architecture, encoders and decoders (GPT-2's Conv1D
+and fused q/k/v, grouped-query attention with SwiGLU's three matrices, tied and untied output
+embeddings, Qwen3's attention wider than its hidden size, GPT-NeoX's parallel residual, a
+decoder's score layer on every position); the variants run on the encoders and one decoder per
+structural variety (`DECODER_SUBSET`: Mistral and Qwen2 repeat Llama's structure).
 Strategies a model does not support (`supports(model)` gives the reason) are skipped with it.
 Closed-form strategies (no gradient step) are refereed on the one forward pass they cost. The
 frozen-prefix cache is refereed on its two halves: the one forward pass that builds it and a
@@ -28,15 +33,18 @@ from ptft_bench.callbacks import TrainState
 from ptft_bench.data import EncodedSplit
 from ptft_bench.model_parts import find_parts
 from ptft_bench.registry import get_strategy, list_strategies, strategy_class
-from tests.tiny_models import ARCHS, tiny_batch, tiny_config, tiny_model
+from tests.tiny_models import ARCHS, DECODER_SUBSET, ENCODERS, tiny_batch, tiny_config, tiny_model
 
 BATCH, WIDTH = 4, 12
 TOLERANCE = 0.10
 
 # (strategy, arch) -> why the FLOPs model may differ from FlopCounterMode by more than TOLERANCE.
 # Empty: every strategy and architecture is within it (most to the FLOP). Name a case and its
-# reason here rather than widening the tolerance.
+# reason here rather than widening the tolerance. Within it but not exact: LoRA with DoRA and
+# dropout on GPT-2 (0.92: peft's DoRA runs one more base-size matmul per adapted Conv1D layer
+# than on a Linear), and the closed-form linear probe (the head's share is left out).
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
+VARIANT_ARCHS = ENCODERS + DECODER_SUBSET
 
 STRATEGIES = [s.name for s in list_strategies()]
 # Variants whose matmuls differ from the defaults' (the defaults run in the grid).
@@ -111,7 +119,7 @@ def test_step_flops_match_flop_counter(name, arch):
     _referee(name, {}, arch)
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("arch", VARIANT_ARCHS)
 @pytest.mark.parametrize("name,params", VARIANTS, ids=lambda v: str(v))
 def test_variant_flops_match_flop_counter(name, params, arch):
     _referee(name, params, arch)

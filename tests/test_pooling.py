@@ -1,6 +1,7 @@
 """Pooling: each mode gives exactly the masked mean / last real token / first token, with
-padding on either side; `auto` follows the model's metadata; the run id changes with pooling;
-frozen-prefix caching stays exact; the linear probe equals scikit-learn's own fit."""
+padding on either side; decoders score their last real token (token ids or, under prompt tuning,
+embeddings); `auto` follows the model's metadata; the run id changes with pooling; frozen-prefix
+caching stays exact; the linear probe equals scikit-learn's own fit."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ptft_bench.features import extract, head_linear
 from ptft_bench.model_parts import find_parts
 from ptft_bench.plan import expand
 from ptft_bench.registry import get_strategy
-from tests.tiny_models import ARCHS, VOCAB_SIZE, tiny_model
+from tests.tiny_models import ARCHS, DECODERS, VOCAB_SIZE, tiny_model
 
 
 def _head_input(model, batch) -> torch.Tensor:
@@ -86,7 +87,7 @@ def test_mean_pooling_bypasses_the_cls_pooler():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_mean_pooling_on_every_encoder(arch):
+def test_mean_pooling_on_every_architecture(arch):
     model = pooling.install(tiny_model(arch).eval(), "mean")
     batch = _padded_batch(False)
     out = model(**batch).logits
@@ -94,6 +95,42 @@ def test_mean_pooling_on_every_encoder(arch):
     # the padding does not leak in: a padded example scores like the same example unpadded
     short = {k: v[2:3, :2] for k, v in batch.items()}
     torch.testing.assert_close(model(**short).logits, out[2:3], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("left", [False, True], ids=["right-padded", "left-padded"])
+@pytest.mark.parametrize("arch", DECODERS)
+def test_decoders_score_the_last_real_token(arch, left):
+    """The score is read at the last non-padding token, whichever side the padding is on: by the
+    model's own head (from pad_token_id) and by `last` pooling (from the attention mask)."""
+    base = tiny_model(arch).eval()
+    batch = _padded_batch(left)  # pads are token 0, the tiny decoders' pad_token_id
+    hidden, mask = _last_hidden(base, batch), batch["attention_mask"]
+    last = torch.stack([hidden[r][mask[r].bool()][-1] for r in range(3)])
+    model = pooling.install(copy.deepcopy(base), "last")  # what load_classifier does
+    with torch.no_grad():
+        got, own, expected = model(**batch).logits, base(**batch).logits, model.score(last)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(own, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "opt"])
+def test_prompt_tuning_on_a_decoder_reads_the_last_real_token(arch):
+    """With `inputs_embeds` (prompt tuning) transformers reads the last position, a pad under
+    right padding; installed `last` pooling reads the last real token."""
+
+    def prompted(install: bool):
+        model = tiny_model(arch)
+        model = pooling.install(model, "last") if install else model
+        torch.manual_seed(0)
+        return get_strategy("prompt_tuning", num_virtual_tokens=4).apply(model).eval()
+
+    batch = _padded_batch(left=False)
+    short = {k: v[2:3, :2] for k, v in batch.items()}  # the third example, unpadded
+    with torch.no_grad():
+        model = prompted(install=True)
+        torch.testing.assert_close(model(**short).logits, model(**batch).logits[2:3])
+        model = prompted(install=False)
+        assert not torch.allclose(model(**short).logits, model(**batch).logits[2:3])
 
 
 def test_auto_follows_the_model_metadata(tmp_path):
@@ -108,6 +145,9 @@ def test_auto_follows_the_model_metadata(tmp_path):
     from transformers import GPT2Config
 
     assert pooling.resolve("auto", None, GPT2Config(n_layer=1))[0] == "last"
+    from transformers import ModernBertConfig
+
+    assert pooling.resolve("auto", None, ModernBertConfig(classifier_pooling="mean"))[0] == "mean"
     with pytest.raises(ValueError, match="pooling must be one of"):
         pooling.resolve("max", None, bert_cfg)
 
@@ -159,14 +199,18 @@ def test_cached_logits_equal_uncached_with_mean_pooling(arch, name, params):
     assert caching.max_logit_difference(cache, splits["validation"], "validation", 0, n=12) < 1e-5
 
 
-def test_linear_probe_equals_scikit_learn_and_chooses_on_validation_only():
+@pytest.mark.parametrize(
+    "arch,mode,head", [("bert", "mean", "classifier"), ("llama", "last", "score")]
+)
+def test_linear_probe_equals_scikit_learn_and_chooses_on_validation_only(arch, mode, head):
+    """On a decoder the probe gives the bias-free score layer a bias (the intercept)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from ptft_bench.tasks import get_spec
 
     torch.manual_seed(0)
-    model = pooling.install(tiny_model("bert"), "mean")
+    model = pooling.install(tiny_model(arch), mode)
     strategy = get_strategy("linear_probe", strengths=(0.01, 1.0))
     model = strategy.apply(model)
     linear = head_linear(find_parts(model))[1]
@@ -193,8 +237,8 @@ def test_linear_probe_equals_scikit_learn_and_chooses_on_validation_only():
     np.testing.assert_array_equal(ours, ref.predict(scaler.transform(x_test)))
     # only the head's Linear is trainable (what a checkpoint keeps)
     assert {n for n, _ in strategy.trainable_named_parameters(model)} == {
-        "classifier.weight",
-        "classifier.bias",
+        f"{head}.weight",
+        f"{head}.bias",
     }
 
 
@@ -203,3 +247,15 @@ def test_linear_probe_refuses_a_head_with_a_hidden_layer():
     assert reason and "2 Linear layers" in reason
     with pytest.raises(ValueError, match="use head_only"):
         get_strategy("linear_probe").apply(tiny_model("roberta"))
+
+
+def test_continued_pretraining_keeps_the_base_models_pooling(tmp_path):
+    from ptft_bench.pretrain.pipeline import carry_pooling_config
+
+    base, out = tmp_path / "base", tmp_path / "adapted"
+    (base / "1_Pooling").mkdir(parents=True)
+    (base / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_mean_tokens": True}))
+    out.mkdir()
+    assert carry_pooling_config(str(base), out)
+    assert pooling.sentence_transformers_pooling(out) == "mean"
+    assert not carry_pooling_config(str(tmp_path / "no-such-model"), tmp_path / "other")

@@ -1,8 +1,10 @@
 """Registry-driven strategy tests: every registered strategy on every tiny architecture.
 
 A new strategy file is picked up here without editing this file. The generic tests assert the
-contract (gradients, groups, updates, saving, config round-trip); the tests below them assert
-what each of the layer-wise strategies in this package is meant to train.
+contract (gradients, groups, updates, saving, config round-trip) on every encoder and decoder
+family; a strategy that cannot run on an architecture must say so in one line (`supports`), and
+`EXPECTED_REFUSALS` lists exactly those pairs. The tests below them assert what each of the
+layer-wise strategies in this package is meant to train.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 
 import pytest
 import torch
-from tiny_models import ARCHS, tiny_batch, tiny_model
+from tiny_models import ARCHS, FINAL_NORMS, tiny_batch, tiny_model
 
 from ptft_bench.callbacks import TrainState
 from ptft_bench.registry import (
@@ -27,14 +29,54 @@ LR = 1e-2
 L = 3  # tiny_model's default depth
 
 
+# (strategy, architecture) -> what the one-line refusal (`Strategy.supports`) must say. Every other
+# pair must run and pass the contract tests.
+_LINEAR_PROBE = "2 Linear layers"  # a head with a hidden layer: a probe would read random features
+_NO_BIAS = "has no bias terms"  # BitFit would silently be head-only training
+_NO_CACHE = "prefix tuning needs past_key_values"
+_CONV1D = "cannot wrap the Conv1D layers"  # peft's LyCORIS / OFT layers: Linear and Conv only
+EXPECTED_REFUSALS: dict[tuple[str, str], str] = {
+    ("linear_probe", "roberta"): _LINEAR_PROBE,
+    ("linear_probe", "distilbert"): _LINEAR_PROBE,
+    ("linear_probe", "electra"): _LINEAR_PROBE,
+    ("linear_probe", "deberta_v2"): _LINEAR_PROBE,
+    ("linear_probe", "modernbert"): _LINEAR_PROBE,
+    ("prefix_tuning", "distilbert"): _NO_CACHE,
+    ("prefix_tuning", "deberta_v2"): _NO_CACHE,
+    ("prefix_tuning", "modernbert"): _NO_CACHE,
+    ("bitfit", "modernbert"): _NO_BIAS,
+    ("bitfit", "llama"): _NO_BIAS,
+    ("bitfit", "mistral"): _NO_BIAS,
+    ("bitfit", "qwen3"): _NO_BIAS,
+    ("loha", "gpt2"): _CONV1D,
+    ("lokr", "gpt2"): _CONV1D,
+    ("oft", "gpt2"): _CONV1D,
+}
+
+
 def prepared(name: str, arch: str, **params):
     """(strategy, model after apply); skips when the strategy says it cannot run on `arch`."""
     strategy = get_strategy(name, **params)
     model = tiny_model(arch)
     reason = type(strategy).supports(model)
     if reason:
+        assert (name, arch) in EXPECTED_REFUSALS, f"{name} refuses {arch}: {reason}"
         pytest.skip(reason)
     return strategy, strategy.apply(model)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_refusals_are_the_expected_one_liners(name: str, arch: str) -> None:
+    strategy = get_strategy(name)
+    reason = type(strategy).supports(tiny_model(arch))
+    expected = EXPECTED_REFUSALS.get((name, arch))
+    if expected is None:
+        assert reason is None, reason
+        return
+    assert reason and expected in reason and "\n" not in reason, reason
+    with pytest.raises(ValueError, match=expected):  # apply refuses too, before any training
+        strategy.apply(tiny_model(arch))
 
 
 def requires_grad_ids(model: torch.nn.Module) -> set[int]:
@@ -214,18 +256,24 @@ def test_top_k_deeper_than_model_raises_at_apply(params: dict) -> None:
 
 # -- what each strategy trains --------------------------------------------------------------------
 
-HEAD_PREFIXES = ("classifier.", "pre_classifier.", "pooler.", "bert.pooler.")
+HEAD_PREFIXES = ("classifier.", "pre_classifier.", "pooler.", "bert.pooler.", "score.", "head.")
+BLOCK_LISTS = ("layer", "layers", "h")  # BERT's encoder.layer, Llama's layers, GPT-2's h
 
 
 def is_head(name: str) -> bool:
     return name.startswith(HEAD_PREFIXES)
 
 
+def is_final_norm(name: str, arch: str) -> bool:
+    """A decoder's (and ModernBERT's) final norm: it trains with the top block (layer L)."""
+    return arch in FINAL_NORMS and name.startswith(FINAL_NORMS[arch] + ".")
+
+
 def block_of(name: str) -> int | None:
     """0-based block index from a parameter name (`...layer.<i>....`), None outside blocks."""
     parts = name.split(".")
     for a, b in zip(parts, parts[1:]):
-        if a == "layer" and b.isdigit():
+        if a in BLOCK_LISTS and b.isdigit():
             return int(b)
     return None
 
@@ -241,7 +289,7 @@ def test_head_only_trains_only_the_head(arch: str) -> None:
     _, model = prepared("head_only", arch)
     expected = {n for n, _ in model.named_parameters() if is_head(n)}
     assert trainable_names(model) == expected
-    assert any(n.startswith("classifier.") for n in expected)
+    assert any(n.startswith(("classifier.", "score.")) for n in expected)
 
 
 @pytest.mark.parametrize("arch", ["bert", "deberta_v2"])
@@ -255,11 +303,15 @@ def test_head_only_can_leave_the_pooler_frozen(arch: str) -> None:
 @pytest.mark.parametrize("arch", ARCHS)
 def test_top_k_1_trains_last_block_and_head(arch: str) -> None:
     _, model = prepared("top_k", arch, k=1)
-    expected = {n for n, _ in model.named_parameters() if is_head(n) or block_of(n) == L - 1}
+    expected = {
+        n
+        for n, _ in model.named_parameters()
+        if is_head(n) or block_of(n) == L - 1 or is_final_norm(n, arch)
+    }
     assert trainable_names(model) == expected
 
 
-@pytest.mark.parametrize("arch", ["bert", "deberta_v2"])
+@pytest.mark.parametrize("arch", ["bert", "deberta_v2", "gpt2", "opt"])
 def test_top_k_variants_agree(arch: str) -> None:
     def trained(**params) -> set[str]:
         return trainable_names(prepared("top_k", arch, **params)[1])
@@ -267,9 +319,11 @@ def test_top_k_variants_agree(arch: str) -> None:
     assert trained(k=0) == trained_head_only(arch)
     assert trained(freeze_bottom=1) == trained(k=L - 1)
     with_emb = trained(k=1, train_embeddings=True) - trained(k=1)
-    # The embeddings, plus backbone parameters below the blocks (DeBERTa's relative embeddings).
+    # The embeddings, plus backbone parameters below the blocks (DeBERTa's relative embeddings,
+    # GPT-2's and OPT's position embeddings).
     assert with_emb and all(block_of(n) is None and not is_head(n) for n in with_emb)
-    assert any(".embeddings." in n for n in with_emb)
+    assert not any(is_final_norm(n, arch) for n in with_emb)
+    assert any(".embed" in n or ".wte." in n for n in with_emb)
 
 
 def trained_head_only(arch: str) -> set[str]:
@@ -296,6 +350,8 @@ def test_discriminative_lr_per_layer(arch: str) -> None:
         block = block_of(n)
         if is_head(n):
             assert lr_of[id(p)] == pytest.approx(LR * mult), n
+        elif is_final_norm(n, arch):  # with the top block
+            assert lr_of[id(p)] == pytest.approx(LR), n
         elif block is not None:
             assert lr_of[id(p)] == pytest.approx(LR * decay ** (L - (block + 1))), n
         else:  # embeddings and backbone parameters outside the blocks
@@ -313,13 +369,14 @@ def stage_names(model, arch: str, stage: int) -> set[str]:
         if (
             is_head(n)
             or (block is not None and block >= L - stage)
+            or (stage >= 1 and is_final_norm(n, arch))
             or (stage > L and block is None)
         ):
             out.add(n)
     return out
 
 
-@pytest.mark.parametrize("arch", ["bert", "electra", "deberta_v2"])
+@pytest.mark.parametrize("arch", ["bert", "electra", "deberta_v2", "llama", "opt"])
 def test_gradual_unfreezing_stages_by_epoch(arch: str) -> None:
     strategy, model = prepared("gradual_unfreezing", arch, every=2, unit="epoch")
     (cb,) = strategy.callbacks()

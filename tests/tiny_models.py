@@ -1,10 +1,18 @@
 """Tiny random sequence-classification models built from configs (no download, no network).
 
 Shared by every strategy test: `tiny_model("bert")` gives a 3-layer, hidden-32 BERT classifier in
-a few milliseconds. The five architectures cover the structural variety strategies must handle:
-BERT (pooler used by the head), RoBERTa (two-layer head, no pooler), DistilBERT (`transformer.layer`
-instead of `encoder.layer`, pre-classifier outside the backbone), ELECTRA (embedding projection
-outside the embeddings module) and DeBERTa-v2 (relative-position embeddings shared by all layers).
+a few milliseconds. The encoders cover the structural variety strategies must handle: BERT (pooler
+used by the head), RoBERTa (two-layer head, no pooler), DistilBERT (`transformer.layer` instead of
+`encoder.layer`, pre-classifier outside the backbone), ELECTRA (embedding projection outside the
+embeddings module), DeBERTa-v2 (relative-position embeddings shared by all layers) and ModernBERT
+(fused `Wqkv`, gated MLP, final norm, alternating local / global attention, no biases).
+
+The decoders, each a family's structure at hidden 32: GPT-2 (`Conv1D` layers, fused `c_attn`,
+learned positions beside the token embeddings, final `ln_f`), GPT-NeoX (fused `query_key_value`,
+rotary), Llama (grouped-query attention, SwiGLU, RMSNorm, no biases; SmolLM2 is a Llama),
+Mistral (the same, plus a sliding window), Qwen2 (biases on q/k/v only), Qwen3 (q/k norms, no
+biases) and OPT (embeddings and blocks inside `decoder`, final norm registered before the blocks).
+Every decoder has a pad token (0), as `ptft_bench.models.load_classifier` ensures for real ones.
 """
 
 from __future__ import annotations
@@ -16,7 +24,15 @@ from transformers import (
     DebertaV2Config,
     DistilBertConfig,
     ElectraConfig,
+    GPT2Config,
+    GPTNeoXConfig,
+    LlamaConfig,
+    MistralConfig,
+    ModernBertConfig,
+    OPTConfig,
     PreTrainedModel,
+    Qwen2Config,
+    Qwen3Config,
     RobertaConfig,
 )
 
@@ -24,7 +40,28 @@ from transformers import (
 # spin-waiting made every forward/backward ~25x slower (0.7 s instead of 0.03 s a step).
 torch.set_num_threads(1)
 
-ARCHS: list[str] = ["bert", "roberta", "distilbert", "electra", "deberta_v2"]
+ENCODERS: list[str] = ["bert", "roberta", "distilbert", "electra", "deberta_v2", "modernbert"]
+DECODERS: list[str] = ["gpt2", "gpt_neox", "llama", "mistral", "qwen2", "qwen3", "opt"]
+ARCHS: list[str] = ENCODERS + DECODERS
+# One decoder per structural variety, for the slower grids (the FLOPs referee's variants): fused
+# Conv1D q/k/v and learned positions (GPT-2), fused Linear q/k/v with a parallel residual
+# (GPT-NeoX), grouped-query attention with SwiGLU and RMSNorm (Llama), q/k norms and attention
+# wider than the hidden size (Qwen3), nested decoder with its final norm registered first (OPT).
+# Mistral and Qwen2 repeat Llama's structure (plus a sliding window, plus q/k/v biases).
+DECODER_SUBSET: list[str] = ["gpt2", "gpt_neox", "llama", "qwen3", "opt"]
+# The module each architecture runs after its blocks (`ModelParts.top`): a final norm, layer L.
+FINAL_NORMS: dict[str, str] = {
+    "modernbert": "model.final_norm",
+    "gpt2": "transformer.ln_f",
+    "gpt_neox": "gpt_neox.final_layer_norm",
+    "llama": "model.norm",
+    "mistral": "model.norm",
+    "qwen2": "model.norm",
+    "qwen3": "model.norm",
+    "opt": "model.decoder.final_layer_norm",
+}
+# Special token ids inside the tiny vocabulary (the families' defaults lie far outside it).
+SPECIAL_IDS = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 VOCAB_SIZE = 100
 HIDDEN = 32
@@ -82,7 +119,53 @@ def tiny_config(arch: str, num_labels: int = 2, num_layers: int = 3):
             seq_classif_dropout=0.0,
             **common,
         )
+    if arch in DECODERS or arch == "modernbert":
+        return _decoder_config(arch, num_layers, common)
     raise ValueError(f"unknown tiny architecture {arch!r}; known: {', '.join(ARCHS)}")
+
+
+def _decoder_config(arch: str, num_layers: int, common: dict):
+    """Decoders (and ModernBERT, configured like them): 4 query heads, 2 key/value heads."""
+    llama_like = dict(
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **SPECIAL_IDS,
+        **common,
+    )
+    if arch == "gpt2":
+        return GPT2Config(
+            n_embd=HIDDEN, n_layer=num_layers, n_head=HEADS, n_positions=MAX_POSITIONS,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0,
+            vocab_size=VOCAB_SIZE, num_labels=common["num_labels"], **SPECIAL_IDS,
+        )  # fmt: skip
+    if arch == "gpt_neox":
+        return GPTNeoXConfig(
+            hidden_dropout=0.0, attention_dropout=0.0,
+            **{k: v for k, v in llama_like.items() if k != "num_key_value_heads"},
+        )  # fmt: skip
+    if arch == "llama":  # tied input / output embeddings, as SmolLM2 (unused by a classifier)
+        return LlamaConfig(tie_word_embeddings=True, **llama_like)
+    if arch == "mistral":
+        return MistralConfig(sliding_window=16, **llama_like)
+    if arch == "qwen2":
+        return Qwen2Config(tie_word_embeddings=False, **llama_like)
+    if arch == "qwen3":  # head_dim 16 x 4 heads: attention wider than the hidden size
+        return Qwen3Config(head_dim=16, **llama_like)
+    if arch == "opt":
+        return OPTConfig(
+            hidden_size=HIDDEN, ffn_dim=INTERMEDIATE, num_hidden_layers=num_layers,
+            num_attention_heads=HEADS, word_embed_proj_dim=HIDDEN, dropout=0.0,
+            attention_dropout=0.0, **SPECIAL_IDS, **common,
+        )  # fmt: skip
+    return ModernBertConfig(
+        hidden_size=HIDDEN, intermediate_size=INTERMEDIATE, num_hidden_layers=num_layers,
+        num_attention_heads=HEADS, global_attn_every_n_layers=2, local_attention=8,
+        embedding_dropout=0.0, mlp_dropout=0.0, attention_dropout=0.0, classifier_dropout=0.0,
+        cls_token_id=1, sep_token_id=2, **SPECIAL_IDS, **common,
+    )  # fmt: skip
 
 
 def tiny_model(

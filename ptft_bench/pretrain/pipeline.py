@@ -292,7 +292,9 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
     model.save_pretrained(opts.out)
     carried = carry_unused_weights(run.loaded, opts.out)
     if carry_pooling_config(run.loaded.source_path, opts.out):
-        print("note: kept the base model's sentence pooling config (fine-tuning pools the same way)")
+        print(
+            "note: kept the base model's sentence pooling config (fine-tuning pools the same way)"
+        )
     if carried:
         print(
             f"note: kept {len(carried)} weight(s) the LM model does not use: {', '.join(carried[:4])}"

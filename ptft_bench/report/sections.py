@@ -117,6 +117,11 @@ def _machine_items(envs: list[dict[str, Any]], runs: pd.DataFrame) -> list[str]:
         items.append(f"Threads: {threads}")
     pooling = _counted(list(runs["pooling"])) if "pooling" in runs else ""
     items.append(f"Pooling (what the head reads): {pooling or 'not recorded'}")
+    if "model_source" in runs:
+        for (model, source), _ in runs.dropna(subset=["model_source"]).groupby(
+            ["model", "model_source"]
+        ):
+            items.append(f"Model `{model}` converted from {source}")
     return items
 
 
