@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_tiny_model_dir(root: Path, layers: int = 2) -> Path:
@@ -48,3 +51,23 @@ def make_csv_task(root: Path, n: int = 120) -> Path:
     path = root / "reviews.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
+
+
+def tiny_workspace(root: Path) -> Path:
+    """`root` with the tiny BERT folder and the CSV task: what the end-to-end tests run on."""
+    make_tiny_model_dir(root)
+    make_csv_task(root)
+    return root
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a `python -m ptft_bench` subprocess: offline, one thread, this repo."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PTFT_ONLINE", "HF_HUB_OFFLINE")}
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        TOKENIZERS_PARALLELISM="false",
+        PYTHONUNBUFFERED="1",
+    )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env

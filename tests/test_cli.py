@@ -8,32 +8,17 @@ subprocesses started together (each one pays ~5 s of imports, so they run concur
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from e2e_fixtures import make_csv_task, make_tiny_model_dir
+from e2e_fixtures import cli_env, make_csv_task, make_tiny_model_dir
 
 from ptft_bench.cli import _tasks, main
 from ptft_bench.config import load_suite
 from ptft_bench.plan import expand
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PTFT_ONLINE", "HF_HUB_OFFLINE")}
-    env.update(
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
-    )
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 @pytest.fixture(scope="module")

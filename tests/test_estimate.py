@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_fixtures import make_csv_task, make_tiny_model_dir
+from e2e_fixtures import tiny_workspace
 
 from ptft_bench import estimate as E
 from ptft_bench.cli import main
@@ -19,10 +19,7 @@ from ptft_bench.plan import make_plan
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("estimate")
-    make_tiny_model_dir(root)
-    make_csv_task(root)
-    return root
+    return tiny_workspace(tmp_path_factory.mktemp("estimate"))
 
 
 def _plan(work: Path, out: Path, strategies: list[str]):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -14,12 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_fixtures import make_csv_task, make_tiny_model_dir
+from e2e_fixtures import cli_env, make_csv_task, make_tiny_model_dir
 
 from ptft_bench.cli import main
 from ptft_bench.record import RunRecord
-
-REPO = Path(__file__).resolve().parents[1]
 
 # Every field of the run record (its dataclass is the only definition).
 RECORD_KEYS = {f.name for f in dataclasses.fields(RunRecord)} - {"extra"}
@@ -64,18 +61,6 @@ def base_args(work: Path, out: Path, *strategies: str) -> list[str]:
 
 def records(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("PTFT_ONLINE", "HF_HUB_OFFLINE")}
-    env.update(
-        OMP_NUM_THREADS="1",
-        MKL_NUM_THREADS="1",
-        TOKENIZERS_PARALLELISM="false",
-        PYTHONUNBUFFERED="1",
-    )
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
 
 
 # --- end to end --------------------------------------------------------------------------------

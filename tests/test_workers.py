@@ -13,21 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_fixtures import make_csv_task, make_tiny_model_dir
+from e2e_fixtures import cli_env, tiny_workspace
 
 from ptft_bench.cli import main
 from ptft_bench.store import RunStore
 
-REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = ["full", "head_only", "bitfit", "lora"]
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("workers")
-    make_tiny_model_dir(root)
-    make_csv_task(root)
-    return root
+    return tiny_workspace(tmp_path_factory.mktemp("workers"))
 
 
 def args(work: Path, out: Path, *extra: str, strategies=STRATEGIES) -> list[str]:
@@ -55,13 +51,6 @@ def args(work: Path, out: Path, *extra: str, strategies=STRATEGIES) -> list[str]
     ]
 
 
-def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in ("PTFT_ONLINE", "HF_HUB_OFFLINE")}
-    e.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    e["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), e.get("PYTHONPATH")]))
-    return e
-
-
 def records(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((out / "records").glob("*.json"))}
 
@@ -69,7 +58,7 @@ def records(out: Path) -> dict[str, dict]:
 def start(work: Path, out: Path, *extra: str, strategies=STRATEGIES) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ptft_bench", *args(work, out, *extra, strategies=strategies)]
     return subprocess.Popen(
-        cmd, cwd=work, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd, cwd=work, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
