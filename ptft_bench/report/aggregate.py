@@ -24,6 +24,7 @@ COST_COLUMNS = (
     "trainable_pct",
     "memory_bytes",  # the run's own memory where measured (see load.memory_of)
     "inference_latency_ms",
+    "inference_latency_p95_ms",
     "inference_throughput",
     "inference_overhead",  # serving latency over the base model's (see load.add_inference_overhead)
 )

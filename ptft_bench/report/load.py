@@ -112,6 +112,7 @@ def serving_cost(rec: RunRecord) -> dict[str, float]:
     served = _dict(info.get("merged")) or _dict(info.get("model"))
     return {
         "inference_latency_ms": _num(served.get("latency_ms_median")),
+        "inference_latency_p95_ms": _num(served.get("latency_ms_p95")),
         "inference_throughput": _num(served.get("throughput_per_second")),
         "base_architecture": bool(info.get("same_architecture_as_base")),
     }

@@ -16,10 +16,15 @@ from ptft_bench.report.document import Bullets, Cell, Paragraph, Section, Table,
 from ptft_bench.report.load import RunSet
 
 FLOPS_FORMULA = (
-    "Train FLOPs are estimates: forward ≈ 2·N FLOPs per token for the parts that run; backward ≈ "
-    "2·N per token through every layer above the lowest trainable one, plus 2·N_trainable for the "
-    "weight gradients; parts whose outputs are cached cost nothing after the first pass. "
-    "Achieved FLOP/s = train FLOPs / train time; utilisation = achieved / the device's peak FLOP/s."
+    "Train FLOPs are counted step by step as torch's FlopCounterMode counts them (matmuls only, "
+    "2 FLOPs per multiply-add; elementwise work, embedding lookups and the optimizer step left "
+    "out; `ptft_bench/flops.py`, checked against the counter for every strategy): each matmul "
+    "unit (a Linear, or a peft layer with its adapter's own matmuls) costs 2N per row it sees "
+    "forward, 2N more backward if its input needs a gradient and 2N more if its weight trains; "
+    "the blocks see the sequence plus any virtual tokens (prompt and p-tuning), the head one "
+    "position per sequence, attention scores are counted with prefix tuning's extra keys, and "
+    "blocks served from the frozen-prefix cache run once, forward only. Achieved FLOP/s = train "
+    "FLOPs / train time; utilisation = achieved / the device's peak FLOP/s."
 )
 
 
@@ -153,9 +158,7 @@ COST_SPEC = (
     ("trainable_params", "trainable params", fmt.count, False),
     ("trainable_pct", "% of model", fmt.pct, False),
     ("train_seconds", "train time", fmt.seconds, False),
-    ("train_samples_per_second", "samples/s", fmt.rate, True),
     ("memory_bytes", "training memory", fmt.nbytes, False),
-    ("inference_latency_ms", "latency (batch 1)", fmt.milliseconds, False),
     (
         "inference_overhead",
         "latency × base",
@@ -163,13 +166,6 @@ COST_SPEC = (
         False,
     ),
     ("checkpoint_bytes", "checkpoint", fmt.nbytes, False),
-    ("train_flops", "train FLOPs", fmt.flops, False),
-    (
-        "utilisation",
-        "utilisation",
-        lambda x: f"{100 * x:.1f}%" if fmt.finite(x) else fmt.DASH,
-        True,
-    ),
 )
 
 
@@ -270,41 +266,60 @@ def _reason(error: Any) -> str:
 
 
 def cost_section(lb: pd.DataFrame) -> Section:
-    """Section 8: FLOPs, achieved FLOP/s and utilisation per variant, with the formula."""
+    """Section 8: compute (FLOPs, utilisation), memory and inference per variant, the formula."""
     sec = Section("8. Cost")
     sec.blocks.append(Paragraph(FLOPS_FORMULA))
+    sec.blocks.append(Paragraph(MEMORY_AND_INFERENCE))
     has = lb[lb["train_flops"].notna() | lb["achieved_flops_per_second"].notna()]
     if has.empty:
         sec.blocks.append(Paragraph("No record carries FLOP estimates, so there is no FLOP table."))
         return sec
     for (model, task), g in has.groupby(["model", "task"]):
-        rows = []
-        for _, r in g.sort_values("train_flops").iterrows():
-            util = f"{100 * r['utilisation']:.1f}%" if fmt.finite(r["utilisation"]) else fmt.DASH
-            rows.append(
-                [
-                    Cell(str(r["variant"]), str(r["variant"])),
-                    Cell(fmt.flops(r["train_flops"]), r["train_flops"]),
-                    Cell(fmt.seconds(r["train_seconds"]), r["train_seconds"]),
-                    Cell(
-                        fmt.flops(r["achieved_flops_per_second"], True),
-                        r["achieved_flops_per_second"],
-                    ),
-                    Cell(fmt.flops(r["peak_flops_per_second"], True), r["peak_flops_per_second"]),
-                    Cell(util, r["utilisation"]),
-                    Cell(fmt.rate(r["train_tokens_per_second"]), r["train_tokens_per_second"]),
-                ]
-            )
-        for col, higher in ((1, False), (2, False), (3, True), (5, True), (6, True)):
+        rows = [_cost_row(r) for _, r in g.sort_values("train_flops").iterrows()]
+        for col, higher in ((1, False), (2, False), (3, True), (4, True), (6, False), (8, False)):
             mark_best(rows, col, higher)
-        cols = [
-            "variant",
-            "train FLOPs",
-            "train time",
-            "achieved FLOP/s",
-            "peak FLOP/s",
-            "utilisation",
-            "tokens/s",
-        ]
-        sec.blocks.append(Table(cols, rows, caption=f"{task} · model `{model}` (means over seeds)"))
+        sec.blocks.append(
+            Table(COST_COLUMNS, rows, caption=f"{task} · model `{model}` (means over seeds)")
+        )
     return sec
+
+
+COST_COLUMNS = [
+    "variant",
+    "train FLOPs",
+    "train time",
+    "utilisation",
+    "tokens/s",
+    "training memory (own)",
+    "process peak",
+    "latency median / p95",
+    "latency × base",
+    "throughput",
+]
+MEMORY_AND_INFERENCE = (
+    "Training memory (own): the run's peak minus the baseline measured before its model was "
+    "loaded (CPU: resident set of a fresh worker process per run; GPU: allocator peak); older or "
+    "in-process runs show the process's peak. Latency: one example at a time on the test split "
+    "(median and 95th percentile of 64), of the merged model where the weights merge; × base: "
+    "over the latency of the runs whose model has the base architecture, on the same task. "
+    "Throughput: examples/s at the evaluation batch size."
+)
+
+
+def _cost_row(r: pd.Series) -> list[Cell]:
+    util = f"{100 * r['utilisation']:.1f}%" if fmt.finite(r["utilisation"]) else fmt.DASH
+    latency = f"{fmt.milliseconds(r['inference_latency_ms'])} / "
+    latency += fmt.milliseconds(r.get("inference_latency_p95_ms"))
+    overhead = r.get("inference_overhead")
+    return [
+        Cell(str(r["variant"]), str(r["variant"])),
+        Cell(fmt.flops(r["train_flops"]), r["train_flops"]),
+        Cell(fmt.seconds(r["train_seconds"]), r["train_seconds"]),
+        Cell(util, r["utilisation"]),
+        Cell(fmt.rate(r["train_tokens_per_second"]), r["train_tokens_per_second"]),
+        Cell(fmt.nbytes(r["memory_bytes"]), r["memory_bytes"]),
+        Cell(fmt.nbytes(r["peak_memory_bytes"]), r["peak_memory_bytes"]),
+        Cell(latency, r["inference_latency_ms"]),
+        Cell(f"{overhead:.2f}×" if fmt.finite(overhead) else fmt.DASH, overhead),
+        Cell(fmt.rate(r.get("inference_throughput")), r.get("inference_throughput")),
+    ]
