@@ -393,7 +393,8 @@ def test_setup_and_cost_sections(sweep):
     md = (sweep["out"] / "report.md").read_text()
     assert "torch: `2.13.0`" in md
     assert "Seeds: 0, 1, 2" in md
-    assert "forward ≈ 2·N" in md and "2·N_trainable" in md
+    assert "FlopCounterMode" in md and "2N more if its weight trains" in md
+    assert "Training memory (own)" in md and "latency median / p95" in md
     assert "Model comparison" in md and "Δ `domain` − `base`" in md
 
 
