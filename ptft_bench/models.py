@@ -32,7 +32,14 @@ def hub_allowed() -> bool:
 
 
 def set_offline_defaults() -> None:
-    """Offline unless asked otherwise, so a missing network never costs retries and timeouts."""
+    """Offline unless asked otherwise, so a missing network never costs retries and timeouts.
+
+    Also hides the one library warning every run printed that no user can act on: peft reads
+    transformers' deprecated `is_gradient_checkpointing` when it wraps a model.
+    """
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
     if not hub_allowed():
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -198,3 +198,22 @@ def test_adalora_schedule_and_rank_allocation():
     assert cfg.rank_pattern  # the budget was allocated
     with pytest.raises(RuntimeError, match="zero_grad"):
         callback.on_step_end(TrainState(model=model, optimizer=opt, global_step=11))
+
+
+def test_wrapping_a_model_prints_no_library_deprecation_after_process_setup():
+    """`ptft-bench run` without --quiet printed transformers' FutureWarning (peft reads the
+    deprecated `is_gradient_checkpointing`) once per run; the process setup hides that one."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    from ptft_bench.models import set_offline_defaults
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        set_offline_defaults()
+        get_peft_model(tiny_model("bert"), LoraConfig(target_modules=["query"]))
+        warnings.warn("another library's FutureWarning", FutureWarning, stacklevel=1)
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "is_gradient_checkpointing" in m]
+    assert "another library's FutureWarning" in messages  # only that one warning is hidden

@@ -432,3 +432,16 @@ def test_tolerates_sparse_records_and_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no run records"):
         write_report([tmp_path / "empty"], tmp_path / "out2")
+
+
+def test_byte_sizes_read_as_numbers_at_every_scale():
+    from ptft_bench.report import fmt
+
+    assert fmt.nbytes(3.16 * 2**10) == "3.16 KiB"
+    assert fmt.nbytes(538 * 2**20) == "538 MiB"
+    assert fmt.nbytes(1023.6 * 2**20) == "1024 MiB"  # .3g wrote "1.02e+03 MiB"
+    assert fmt.nbytes(1.05 * 2**30) == "1.05 GiB"
+    assert fmt.nbytes(512) == "512 B"
+    assert fmt.nbytes(float("nan")) == fmt.DASH
+    assert fmt.count(999_600) == "1000k" and fmt.rate(999.6) == "1000"
+    assert fmt.flops(999.6e9) == "1000 GFLOP" and fmt.seconds(40 * 3600) == "40 h"

@@ -92,11 +92,11 @@ def test_statistics_of_a_17_variant_5_task_3_seed_sweep_take_seconds(big):
 
 
 def test_old_reference_without_predictions_still_loads(tmp_path):
-    """reports/quick (schema 1, one seed, no predictions) says which comparisons lack evidence."""
-    folder = REPO / "reports" / "quick"
+    """reports/dapt (schema 1, one seed, no predictions) says which comparisons lack evidence."""
+    folder = REPO / "reports" / "dapt"
     if not (folder / "records").is_dir():
-        pytest.skip("reports/quick is not in this checkout")
-    paths = write_report([folder], tmp_path / "quick", formats={"md", "csv"})
+        pytest.skip("reports/dapt is not in this checkout")
+    paths = write_report([folder], tmp_path / "dapt", formats={"md", "csv"})
     md = paths["md"].read_text()
     assert md.index("## 1. Answer") < md.index("## 2. Setup")
     assert "no per-example predictions: rerun to compare" in md

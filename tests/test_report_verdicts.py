@@ -488,3 +488,31 @@ def test_the_inference_budget_is_relative_to_the_base_model(seeds3):
     # lora(r=4) does not merge (1.3x the base model's latency): it does not fit, nor is it tied.
     assert "lora(r=4)" not in {tight.variant, *tight.tied}
     assert "| ≤1.1× the base model's serving latency |" in md
+
+
+def test_latency_noise_band_is_the_spread_of_the_base_architecture_runs():
+    """Runs that serve the same computation (full, head-only, BitFit) differ only by noise."""
+    import pandas as pd
+
+    from ptft_bench.report.load import add_inference_overhead
+    from ptft_bench.report.sections import cost_section
+
+    runs = pd.DataFrame(
+        {
+            "task": ["t"] * 4,
+            "model": ["m"] * 4,
+            "variant": ["full", "head_only", "bitfit", "adapter"],
+            "base_architecture": [True, True, True, False],
+            "inference_latency_ms": [9.0, 10.0, 12.0, 13.0],
+        }
+    )
+    out = add_inference_overhead(runs)
+    assert list(out["inference_overhead"]) == pytest.approx([0.9, 1.0, 1.2, 1.3])
+    assert list(out["base_latency_lo"]) == pytest.approx([0.9] * 4)  # the same for the task
+    assert list(out["base_latency_hi"]) == pytest.approx([1.2] * 4)
+    lb = out.assign(train_flops=1e12, achieved_flops_per_second=1e9)
+    for col in ("train_seconds", "utilisation", "train_tokens_per_second", "memory_bytes"):
+        lb[col] = 1.0
+    lb["peak_memory_bytes"] = 1.0
+    caption = cost_section(lb).blocks[-1].caption
+    assert "measured 0.90–1.20× base" in caption and "measurement noise" in caption

@@ -27,6 +27,8 @@ COST_COLUMNS = (
     "inference_latency_p95_ms",
     "inference_throughput",
     "inference_overhead",  # serving latency over the base model's (see load.add_inference_overhead)
+    "base_latency_lo",  # the noise band of that ratio (the same for every variant of a task)
+    "base_latency_hi",
 )
 GROUP = ["task", "model", "variant"]
 

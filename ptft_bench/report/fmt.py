@@ -16,6 +16,12 @@ def finite(x: Any) -> bool:
         return False
 
 
+def _sig(v: float, digits: int = 3) -> str:
+    """`digits` significant digits, never in exponent notation (999.6 -> "1000", not "1e+03")."""
+    text = f"{v:.{digits}g}"
+    return f"{v:.0f}" if "e" in text else text
+
+
 def count(x: Any) -> str:
     """22.7M, 1.2k, 512."""
     if not finite(x):
@@ -23,7 +29,7 @@ def count(x: Any) -> str:
     x = float(x)
     for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
-            return f"{x / div:.3g}{unit}"
+            return f"{_sig(x / div)}{unit}"
     return f"{x:.0f}"
 
 
@@ -41,8 +47,8 @@ def nbytes(x: Any) -> str:
         return DASH
     x = float(x)
     for div, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(x) >= div:
-            return f"{x / div:.3g} {unit}"
+        if abs(x) >= div:  # 1000-1023 of a unit: "1024 MiB", not "1.02e+03 MiB"
+            return f"{_sig(x / div)} {unit}"
     return f"{x:.0f} B"
 
 
@@ -52,9 +58,9 @@ def seconds(x: Any) -> str:
         return DASH
     x = float(x)
     if x >= 7200:
-        return f"{x / 3600:.2g} h"
+        return f"{_sig(x / 3600, 2)} h"
     if x >= 120:
-        return f"{x / 60:.3g} min"
+        return f"{_sig(x / 60)} min"
     return f"{x:.3g} s"
 
 
@@ -66,7 +72,7 @@ def flops(x: Any, per_second: bool = False) -> str:
     unit = "FLOP/s" if per_second else "FLOP"
     for div, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M")):
         if abs(x) >= div:
-            return f"{x / div:.3g} {prefix}{unit}"
+            return f"{_sig(x / div)} {prefix}{unit}"
     return f"{x:.3g} {unit}"
 
 
@@ -75,7 +81,7 @@ def rate(x: Any) -> str:
     if not finite(x):
         return DASH
     x = float(x)
-    return f"{x / 1000:.3g}k" if x >= 1000 else f"{x:.3g}"
+    return f"{_sig(x / 1000)}k" if x >= 1000 else _sig(x)
 
 
 def lr(x: Any) -> str:
@@ -133,9 +139,9 @@ def pvalue(p: Any) -> str:
 
 def ratio(x: Any) -> str:
     """A multiple of a reference: "0.45×"."""
-    return f"{float(x):.2g}×" if finite(x) else DASH
+    return f"{_sig(float(x), 2)}×" if finite(x) else DASH
 
 
 def milliseconds(x: Any) -> str:
     """Latencies: 12.3 ms."""
-    return f"{float(x):.3g} ms" if finite(x) else DASH
+    return f"{_sig(float(x))} ms" if finite(x) else DASH

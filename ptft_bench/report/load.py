@@ -130,17 +130,23 @@ def add_inference_overhead(runs: pd.DataFrame) -> pd.DataFrame:
 
     The base model's latency is the median over the runs whose trained model has the base
     architecture (full fine-tuning, head-only, top-k, BitFit, ...: nothing added, nothing to
-    merge), measured in the same sweep on the same machine.
+    merge), measured in the same sweep on the same machine. Those runs all serve the same
+    computation, so their own spread (`base_latency_lo` / `_hi`, the lowest and highest of their
+    overheads) is the measurement's noise: a gap inside that band is not a real difference.
     """
     runs = runs.copy()
-    runs["inference_overhead"] = math.nan
+    for col in ("inference_overhead", "base_latency_lo", "base_latency_hi"):
+        runs[col] = math.nan
     if "base_architecture" not in runs or runs.empty:
         return runs
     for _, idx in runs.groupby(["task", "model"]).groups.items():
         g = runs.loc[idx]
-        base = g.loc[g["base_architecture"].astype(bool), "inference_latency_ms"].median()
+        base_runs = g.loc[g["base_architecture"].astype(bool), "inference_latency_ms"]
+        base = base_runs.median()
         if math.isfinite(base) and base > 0:
             runs.loc[idx, "inference_overhead"] = g["inference_latency_ms"] / base
+            runs.loc[idx, "base_latency_lo"] = base_runs.min() / base
+            runs.loc[idx, "base_latency_hi"] = base_runs.max() / base
     return runs
 
 

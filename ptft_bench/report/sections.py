@@ -278,10 +278,21 @@ def cost_section(lb: pd.DataFrame) -> Section:
         rows = [_cost_row(r) for _, r in g.sort_values("train_flops").iterrows()]
         for col, higher in ((1, False), (2, False), (3, True), (4, True), (6, False), (8, False)):
             mark_best(rows, col, higher)
-        sec.blocks.append(
-            Table(COST_COLUMNS, rows, caption=f"{task} · model `{model}` (means over seeds)")
-        )
+        caption = f"{task} · model `{model}` (means over seeds)" + _latency_noise(g)
+        sec.blocks.append(Table(COST_COLUMNS, rows, caption=caption))
     return sec
+
+
+def _latency_noise(g: pd.DataFrame) -> str:
+    """The spread of the base-architecture runs' latency: the noise band of `latency × base`."""
+    lo, hi = g.get("base_latency_lo"), g.get("base_latency_hi")
+    if lo is None or hi is None or not lo.notna().any():
+        return ""
+    lo, hi = float(lo.min()), float(hi.max())
+    return (
+        f"; the base-architecture runs, which serve the same computation, measured "
+        f"{lo:.2f}–{hi:.2f}× base: latency ratios inside that band are measurement noise"
+    )
 
 
 COST_COLUMNS = [
