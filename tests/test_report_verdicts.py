@@ -516,3 +516,45 @@ def test_latency_noise_band_is_the_spread_of_the_base_architecture_runs():
     lb["peak_memory_bytes"] = 1.0
     caption = cost_section(lb).blocks[-1].caption
     assert "measured 0.90–1.20× base" in caption and "measurement noise" in caption
+    # The answer says so beside its latency budgets when the band is wider than 0.2.
+    from ptft_bench.report.sections_answer import _latency_noise_text
+
+    assert "measured 0.90–1.20× base" in _latency_noise_text(lb)
+    quiet = lb.assign(base_latency_lo=0.95, base_latency_hi=1.05)
+    assert _latency_noise_text(quiet) == ""
+
+
+def _hard_task(store: RunStore, learned: set[str]) -> None:
+    """Task `hard`: the variants outside ``learned`` predict a constant and learned nothing."""
+    preds, labels = classification_preds("hard", 0)
+    for variant, p in preds.items():
+        if variant not in learned:
+            p = np.zeros(N, dtype=np.int64)
+        d = _record("hard", variant, 0, p, labels)
+        dead = variant not in learned
+        d["learning_check"] = {"learned": not dead, "reasons": ["constant"] if dead else []}
+        store.write(RunRecord.from_dict(d), predictions={"test": {"pred": p, "label": labels}})
+
+
+def test_a_task_most_variants_did_not_learn_is_left_out_of_the_answer(tmp_path):
+    """GLUE at 2,000 examples: CoLA taught 2 of 8 variants, MRPC 1 of 8; vetoing every variant
+    that failed one of them left the answer empty. Such a task is named and left out."""
+    from ptft_bench.report.aggregate import not_taught
+
+    run = tmp_path / "run"
+    write_sweep(run, ("alpha", "beta"), (0,))
+    _hard_task(RunStore(run), learned={"linear_probe"})
+    paths = write_report([run], tmp_path / "out", formats={"md"})
+    md = paths["md"].read_text()
+    assert "**Left out of the rule**: `hard` (5 of 6 variants learned nothing)" in md
+    assert "*Model `tiny`, 2 task(s)*" in md
+    data = build([run])
+    best = next(r for r in recommendations(data.leaderboard, data.evidence) if r.kind == "")
+    assert best.variant == "full" and "lora(r=8)" in best.tied  # full failed `hard`: still chosen
+    # The mean score in the answer is over the tasks the rule compares on.
+    lb = data.leaderboard
+    full = lb[(lb["variant"] == "full") & (lb["task"] != "hard")]["test_mean"].mean()
+    assert f"| no limit | **full** | {full:.1f} |" in md
+    # Exactly half not learning is not "most": the task stays in.
+    lb = lb.assign(did_not_learn=lb["variant"].isin(["full", "lora(r=8)", "lora(r=4)"]))
+    assert not not_taught(lb[lb["task"] == "hard"]).any()

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ptft_bench.report.aggregate import REFERENCE_STRATEGY
+from ptft_bench.report.aggregate import REFERENCE_STRATEGY, taught
 from ptft_bench.report.gaps import Gap, gap_from_draws
 from ptft_bench.report.ranks import RankComparison, compare_across_tasks
 from ptft_bench.report.significance import (
@@ -144,6 +144,11 @@ class Evidence:
     def task(self, task: str, model: str) -> TaskEvidence | None:
         return self.tasks.get((str(task), str(model)))
 
+    def restricted_to(self, lb: pd.DataFrame) -> Evidence:
+        """The same evidence on the (task, model) pairs of ``lb`` only (e.g. `aggregate.taught`)."""
+        keys = set(zip(lb["task"].astype(str), lb["model"].astype(str))) if len(lb) else set()
+        return Evidence({k: v for k, v in self.tasks.items() if k in keys}, self.ranks)
+
     def of_model(self, model: str) -> list[TaskEvidence]:
         return [ev for (_, m), ev in sorted(self.tasks.items()) if m == str(model)]
 
@@ -214,5 +219,6 @@ def gather(lb: pd.DataFrame, n_boot: int = N_BOOT) -> Evidence:
         (str(t), str(m)): task_evidence(g, n_boot)
         for (t, m), g in lb.groupby(["task", "model"], sort=True)
     }
-    ranks = {str(m): rank_comparison(g, n_boot) for m, g in lb.groupby("model", sort=True)}
+    # Ranks compare over the tasks the budget taught, as the answer does (`aggregate.taught`).
+    ranks = {str(m): rank_comparison(g, n_boot) for m, g in taught(lb).groupby("model", sort=True)}
     return Evidence(tasks, {m: r for m, r in ranks.items() if r is not None})

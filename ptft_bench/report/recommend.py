@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from ptft_bench.report import fmt
-from ptft_bench.report.aggregate import REFERENCE_STRATEGY, across_tasks
+from ptft_bench.report.aggregate import REFERENCE_STRATEGY, across_tasks, taught
 from ptft_bench.report.evidence import Evidence
 from ptft_bench.report.stats import pareto_mask
 
@@ -80,7 +80,8 @@ RULE = (
     "Under each budget, among the variants that fit it (mean cost over tasks) and learned on every "
     "task, use the one with the best mean test score over tasks; **tied** lists the other variants "
     "that fit and cannot be told apart from it on any task (paired bootstrap, Holm-corrected, 5% "
-    "level)."
+    "level). A task on which more than half of the variants learned nothing (no test score above "
+    "the constant-prediction baseline) is left out of the rule and named below."
 )
 
 
@@ -158,7 +159,10 @@ def _pick(model: str, kind: str, budget: str, fits: pd.DataFrame, ev: Evidence):
 
 
 def recommendations(lb: pd.DataFrame, ev: Evidence) -> list[Recommendation]:
-    """Per model: the pick without a limit, then under each limit of each `BUDGET_AXES`."""
+    """Per model: the pick without a limit, then under each limit of each `BUDGET_AXES`, over
+    the tasks the budget taught (`aggregate.taught`)."""
+    lb = taught(lb)
+    ev = ev.restricted_to(lb)
     costs = cost_table(lb)
     out: list[Recommendation] = []
     for model in sorted(costs["model"].unique()):
@@ -175,9 +179,10 @@ def pareto_sets(lb: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
     """{(model, axis kind): Pareto-optimal variants}, across tasks, for each budget axis.
 
     A variant is optimal when no other variant is at least as cheap and scores at least as high,
-    and is strictly better in one of the two. Listed cheapest first.
+    and is strictly better in one of the two. Listed cheapest first. Over the tasks the budget
+    taught, as the recommendations are.
     """
-    costs = cost_table(lb)
+    costs = cost_table(taught(lb))
     out: dict[tuple[str, str], list[str]] = {}
     for model in sorted(costs["model"].unique()):
         g = candidates(costs, model)

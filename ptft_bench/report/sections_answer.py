@@ -10,7 +10,13 @@ from __future__ import annotations
 import pandas as pd
 
 from ptft_bench.report import fmt
-from ptft_bench.report.aggregate import across_tasks, reference_variant, unlearnable, vs_reference
+from ptft_bench.report.aggregate import (
+    across_tasks,
+    not_taught,
+    reference_variant,
+    taught,
+    vs_reference,
+)
 from ptft_bench.report.document import Cell, Paragraph, Section, Table
 from ptft_bench.report.evidence import Evidence
 from ptft_bench.report.recommend import (
@@ -106,15 +112,19 @@ def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
             )
         )
     scored = lb[lb["test_mean"].notna()]
-    nobody = sorted(set(scored.loc[unlearnable(scored), "task"])) if len(scored) else []
-    if nobody:
+    left_out = _left_out_text(scored)
+    if left_out:
         out.append(
             Paragraph(
-                f"No variant learned anything on {', '.join(f'`{t}`' for t in nobody)} under this "
-                "budget (no test score above the constant-prediction baseline): left out of the "
-                "rule, shown in the leaderboards."
+                f"**Left out of the rule**: {left_out}. Under this budget most variants did not "
+                "beat the constant-prediction baseline there, so those tasks do not separate the "
+                "strategies: mean scores, gaps and ties above are over the other tasks; every "
+                "result is in the leaderboards (section 3) and section 6."
             )
         )
+    noisy = _latency_noise_text(scored)
+    if noisy:
+        out.append(Paragraph(noisy))
     summary = across_tasks(scored) if len(scored) else scored
     barred = summary[~summary["learned_all"].astype(bool)] if len(summary) else summary
     dead = sorted(set(barred.loc[barred["n_did_not_learn"] > 0, "variant"])) if len(barred) else []
@@ -128,6 +138,40 @@ def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
     return out
 
 
+# Runs that serve the base model's computation (full, head-only, BitFit, ...) measure the same
+# latency up to noise; when they spread wider than this, say so next to the latency budgets.
+NOISY_LATENCY_SPREAD = 0.2
+
+
+def _latency_noise_text(scored: pd.DataFrame) -> str:
+    if "base_latency_lo" not in scored or not scored["base_latency_lo"].notna().any():
+        return ""
+    lo, hi = float(scored["base_latency_lo"].min()), float(scored["base_latency_hi"].max())
+    if hi - lo <= NOISY_LATENCY_SPREAD:
+        return ""
+    return (
+        f"**Serving latency is noisy here**: runs whose model serves the same computation as the "
+        f"base model measured {lo:.2f}–{hi:.2f}× base (machine load while they were measured), "
+        "so a latency ratio or budget inside that band is not a real difference (section 8)."
+    )
+
+
+def _left_out_text(scored: pd.DataFrame) -> str:
+    """ "`cola` (6 of 8 variants learned nothing), ..." for the tasks `not_taught` leaves out."""
+    if scored.empty:
+        return ""
+    out = []
+    for (task, model), g in scored[not_taught(scored)].groupby(["task", "model"], sort=True):
+        dead = int(g["did_not_learn"].astype(bool).sum())
+        many = scored["model"].nunique() > 1
+        out.append(
+            f"`{task}`"
+            + (f" with `{model}`" if many else "")
+            + f" ({dead} of {len(g)} variants learned nothing)"
+        )
+    return ", ".join(out)
+
+
 def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
     """The report's first section."""
     sec = Section(ANSWER_TITLE)
@@ -135,11 +179,21 @@ def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
         sec.blocks.append(Paragraph("No successful runs, so there is nothing to recommend yet."))
         return sec
     sec.blocks.append(Paragraph("**Rule.** " + RULE))
-    costs = cost_table(lb)
-    _, overall = vs_reference(lb)
     recs = recommendations(lb, evidence)
-    for model in sorted(costs["model"].unique()):
+    rule_lb = taught(lb)  # the tasks the rule compares on; the others are named in the notes
+    rule_ev = evidence.restricted_to(rule_lb)
+    costs = cost_table(rule_lb)
+    _, overall = vs_reference(rule_lb)
+    for model in sorted(lb["model"].unique()):
         mine = [r for r in recs if r.model == model]
+        if not mine:
+            sec.blocks.append(
+                Paragraph(
+                    f"Model `{model}`: every task is left out of the rule (below), so there is "
+                    "nothing to recommend (see section 6)."
+                )
+            )
+            continue
         if all(r.variant is None for r in mine):
             sec.blocks.append(
                 Paragraph(
@@ -151,9 +205,9 @@ def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
         axes = active_axes(costs[costs["model"] == model])
         rows = []
         for rec in mine:
-            gap_cell = lambda v, m=model: gap_to_full(evidence, lb, m, v, overall)  # noqa: E731
+            gap_cell = lambda v, m=model: gap_to_full(rule_ev, rule_lb, m, v, overall)  # noqa: E731
             rows += _rows(rec, costs, axes, gap_cell)
-        n_tasks = lb.loc[lb["model"] == model, "task"].nunique()
+        n_tasks = rule_lb.loc[rule_lb["model"] == model, "task"].nunique()
         columns = COLUMNS + [a.what for a in axes]
         sec.blocks.append(
             Table(columns, rows, caption=f"Model `{model}`, {n_tasks} task(s)", note=NOTE)
