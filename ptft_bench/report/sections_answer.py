@@ -19,6 +19,7 @@ from ptft_bench.report.aggregate import (
 )
 from ptft_bench.report.document import Cell, Paragraph, Section, Table
 from ptft_bench.report.evidence import Evidence
+from ptft_bench.report.load import latency_noise_band
 from ptft_bench.report.recommend import (
     RULE,
     BudgetAxis,
@@ -144,11 +145,10 @@ NOISY_LATENCY_SPREAD = 0.2
 
 
 def _latency_noise_text(scored: pd.DataFrame) -> str:
-    if "base_latency_lo" not in scored or not scored["base_latency_lo"].notna().any():
+    band = latency_noise_band(scored)
+    if band is None or band[1] - band[0] <= NOISY_LATENCY_SPREAD:
         return ""
-    lo, hi = float(scored["base_latency_lo"].min()), float(scored["base_latency_hi"].max())
-    if hi - lo <= NOISY_LATENCY_SPREAD:
-        return ""
+    lo, hi = band
     return (
         f"**Serving latency is noisy here**: runs whose model serves the same computation as the "
         f"base model measured {lo:.2f}–{hi:.2f}× base (machine load while they were measured), "
@@ -161,9 +161,9 @@ def _left_out_text(scored: pd.DataFrame) -> str:
     if scored.empty:
         return ""
     out = []
+    many = scored["model"].nunique() > 1
     for (task, model), g in scored[not_taught(scored)].groupby(["task", "model"], sort=True):
         dead = int(g["did_not_learn"].astype(bool).sum())
-        many = scored["model"].nunique() > 1
         out.append(
             f"`{task}`"
             + (f" with `{model}`" if many else "")
