@@ -2,8 +2,8 @@
 
 One training step (forward + backward, loss included; no optimizer step) on a batch of 32
 random sequences of 27 tokens is counted by `torch.utils.flop_counter.FlopCounterMode` and
-compared with what `ptft_bench.cost` charges for it (`train_flops_per_step`, the number the
-run's `FlopsMeter` adds up). With `--old-ref REF` the FLOPs model of `ptft_bench/cost.py` at git
+compared with what `ptft_bench.cost.meters` charges for it (`train_flops_per_step`, the number the
+run's `FlopsMeter` adds up). With `--old-ref REF` the FLOPs model of `ptft_bench/cost/meters.py` at git
 revision REF is shown beside it (per token x positions, as its meter charged a step).
 
 The reference count runs attention in eager mode, so that FlopCounterMode sees the score matmuls.
@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ptft_bench import flops
-from ptft_bench.models import load_classifier, quiet_libraries
-from ptft_bench.registry import get_strategy
+from ptft_bench.cost import flops
+from ptft_bench.models.load import load_classifier
+from ptft_bench.offline import quiet_libraries
+from ptft_bench.strategy.registry import get_strategy
 
 STRATEGIES = [
     "full",
@@ -44,10 +45,13 @@ STRATEGIES = [
 
 
 def old_cost_module(ref: str):
-    """`ptft_bench/cost.py` as it was at git revision `ref`, imported under another name."""
+    """`ptft_bench/cost/meters.py` as it was at git revision `ref`, imported under another name."""
     root = Path(__file__).resolve().parents[1]
     src = subprocess.run(
-        ["git", "show", f"{ref}:ptft_bench/cost.py"], cwd=root, check=True, capture_output=True
+        ["git", "show", f"{ref}:ptft_bench/cost/meters.py"],
+        cwd=root,
+        check=True,
+        capture_output=True,
     ).stdout
     path = Path(tempfile.mkdtemp()) / "cost_old.py"
     path.write_bytes(src)
@@ -72,7 +76,7 @@ def main() -> None:
     ap.add_argument("--model", default="minilm-l6")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--tokens", type=int, default=27)
-    ap.add_argument("--old-ref", help="git revision whose ptft_bench/cost.py to show beside")
+    ap.add_argument("--old-ref", help="git revision whose ptft_bench/cost/meters.py to show beside")
     ap.add_argument("--strategies", nargs="*", default=STRATEGIES)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")

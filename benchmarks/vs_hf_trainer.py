@@ -5,7 +5,7 @@ learning rate, linear schedule with 6 % warmup, weight decay 0.01, grad-clip 1.0
 
   A  `Trainer`, pad-128     as `run_glue.py` sets it up: padding="max_length", max_length=128
   B  `Trainer`, dynamic     the same, tokenised without padding + `DataCollatorWithPadding`
-  C  ptft-bench             `ptft_bench.sweep.run_one` (its Python API) on a one-run suite
+  C  ptft-bench             `ptft_bench.sweep.loop.run_one` (its Python API) on a one-run suite
 
 LoRA on the Trainer side is peft's `LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16,
 lora_dropout=0.1, target_modules=["query", "value"])` (classifier in modules_to_save), the same
@@ -210,7 +210,7 @@ class TrainerSide:
         )
         from transformers.utils import logging as hf_logging
 
-        from ptft_bench.metrics import compute_metrics
+        from ptft_bench.tasks.metrics import compute_metrics
 
         hf_logging.set_verbosity_error()
         sets = self.data[padding]
@@ -292,7 +292,7 @@ class TrainerSide:
 class PtftSide:
     def __init__(self, args: argparse.Namespace) -> None:
         from ptft_bench.config import DataConfig
-        from ptft_bench.execute import SweepContext
+        from ptft_bench.run.execute import SweepContext
 
         self.args = args
         data = DataConfig(None, args.max_train_samples, args.max_eval_samples)
@@ -335,8 +335,8 @@ class PtftSide:
         return time.perf_counter() - t0
 
     def run(self, config: str, lr: float, epochs: int) -> dict[str, Any]:
-        from ptft_bench.execute import execute
-        from ptft_bench.plan import expand
+        from ptft_bench.run.execute import execute
+        from ptft_bench.sweep.plan import expand
 
         suite = self.suite(config, lr, epochs)
         (spec,) = expand(suite)
@@ -392,12 +392,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from ptft_bench.models import (
-        load_tokenizer,
-        quiet_libraries,
-        resolve_model_path,
-        set_offline_defaults,
-    )
+    from ptft_bench.models.load import load_tokenizer, resolve_model_path
+    from ptft_bench.offline import quiet_libraries, set_offline_defaults
     from ptft_bench.tasks import load_task
 
     set_offline_defaults()

@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ptft_bench.models import set_offline_defaults
+    from ptft_bench.offline import set_offline_defaults
 
     set_offline_defaults()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ptft_bench.config import load_suite
-    from ptft_bench.plan import make_plan
+    from ptft_bench.sweep.plan import make_plan
 
     overrides = {
         "tasks": args.tasks,
@@ -186,12 +186,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "data.data_dir": args.data_dir,
     }
     if args.quiet:
-        from ptft_bench.models import quiet_libraries
+        from ptft_bench.offline import quiet_libraries
 
         quiet_libraries()
     suite = load_suite(args.suite, overrides)
     plan = make_plan(suite, args.shard, args.retry_failed)
-    from ptft_bench.sweep import run_suite
+    from ptft_bench.sweep.loop import run_suite
 
     jobs = _job_layout(args)
     if args.dry_run:
@@ -223,9 +223,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _estimate_line(plan, jobs) -> str:
     """The dry run's estimate (needs the tasks' token counts: tokenises, trains nothing)."""
-    from ptft_bench.estimate import estimate
-    from ptft_bench.execute import SweepContext
-    from ptft_bench.sweep import calibration_key, plan_work
+    from ptft_bench.run.execute import SweepContext
+    from ptft_bench.sweep.estimate import estimate
+    from ptft_bench.sweep.loop import calibration_key, plan_work
 
     if not plan.todo:
         return ""
@@ -238,7 +238,7 @@ def _estimate_line(plan, jobs) -> str:
 def _job_layout(args: argparse.Namespace):
     """Worker processes for `--jobs`, or None to run in this process (`--jobs 0`, and under
     `accelerate launch`, whose processes train each run together)."""
-    from ptft_bench.workers import layout
+    from ptft_bench.sweep.workers import layout
 
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads {args.threads}: expected a positive number")

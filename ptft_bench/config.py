@@ -2,7 +2,7 @@
 
 A suite names tasks, models, strategy variants (strategy + parameters + learning-rate grid),
 seeds, the training budget (`Budget`) and data sizes (`DataConfig`). Unknown keys are errors at
-every level. This module owns the suite's schema; `ptft_bench.plan` expands it into runs.
+every level. This module owns the suite's schema; `ptft_bench.sweep.plan` expands it into runs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ptft_bench.errors import UserError
-from ptft_bench.pooling import CHOICES as POOLING_CHOICES
-from ptft_bench.registry import build_config
+from ptft_bench.models.pooling import CHOICES as POOLING_CHOICES
+from ptft_bench.strategy.registry import build_config
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Budget:
     length_grouping: bool = True
     log_every: int = 10
     # "auto": compute frozen bottom layers once (eval mode, no dropout) when a strategy freezes
-    # them; "off": run them every step in train mode. See ptft_bench/caching.py.
+    # them; "off": run them every step in train mode. See ptft_bench/run/caching.py.
     frozen_cache: str = "auto"
     cache_max_mb: int = 4096
 

@@ -15,7 +15,7 @@ def print_listing(what: str = "all") -> None:
 
 
 def _strategies() -> None:
-    from ptft_bench.registry import list_strategies
+    from ptft_bench.strategy.registry import list_strategies
 
     print("STRATEGIES  (ptft-bench run --strategies NAME or NAME:param=value,...)")
     for info in list_strategies():

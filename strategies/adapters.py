@@ -11,7 +11,7 @@ biases; the up-projection starts at zero, so the adapted model equals the base m
 - `parallel`: a bottleneck beside the FFN, reading the FFN's input and adding `scaling` times its
   output to the FFN's output (He et al. 2022, scaling 4).
 
-Projections are found by structure (`ptft_bench.projections`), so the same code covers encoders
+Projections are found by structure (`ptft_bench.models.projections`), so the same code covers encoders
 (BERT, RoBERTa, DistilBERT, ELECTRA, DeBERTa-v2, ModernBERT) and decoders (GPT-2, GPT-NeoX, Llama,
 Mistral, Qwen2/3, OPT). In a decoder block the Houlsby adapters sit after the attention output
 projection (o_proj, c_proj, out_proj, dense) and after the MLP's down projection, before each
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ptft_bench.model_parts import is_norm
-from ptft_bench.projections import projections_by_block
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.models.parts import is_norm
+from ptft_bench.models.projections import projections_by_block
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 VARIANTS = ("houlsby", "pfeiffer", "parallel")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
@@ -212,7 +212,7 @@ def _placements(parts, variant: str, model_name: str) -> list[dict[str, list[str
             if not roles[role]:
                 raise ValueError(
                     f"adapter: block {i} of {model_name} has no {role} projection "
-                    "(ptft_bench.projections); cannot place adapters"
+                    "(ptft_bench.models.projections); cannot place adapters"
                 )
     return blocks
 

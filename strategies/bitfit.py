@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from ptft_bench.layers import head_prefixes, in_any, set_trainable
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.models.parts import find_parts
+from ptft_bench.strategy.layers import head_prefixes, in_any, set_trainable
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 
 @register_strategy("bitfit")

@@ -13,8 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from ptft_bench.layers import check_range, layerwise_groups
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.layers import check_range, layerwise_groups
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 
 @dataclass

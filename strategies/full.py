@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 
 @register_strategy("full")

@@ -19,10 +19,15 @@ from typing import Any, Literal
 
 from torch import nn
 
-from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.layers import check_range, layerwise_groups, set_trainable, top_layers_predicate
-from ptft_bench.model_parts import unique_named_parameters
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.models.parts import unique_named_parameters
+from ptft_bench.strategy.callbacks import TrainCallback, TrainState
+from ptft_bench.strategy.layers import (
+    check_range,
+    layerwise_groups,
+    set_trainable,
+    top_layers_predicate,
+)
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 
 @dataclass

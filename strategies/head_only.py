@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ptft_bench.layers import head_prefixes, in_any, set_trainable
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.layers import head_prefixes, in_any, set_trainable
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 
 @dataclass

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptft_bench.features import head_linear
-from ptft_bench.metrics import compute_metrics
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.models.features import head_linear
+from ptft_bench.models.parts import find_parts
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.tasks.metrics import compute_metrics
 
 
 @dataclass

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ptft_bench.projections import ALL_LINEAR, ROLES
-from ptft_bench.registry import register_strategy
+from ptft_bench.models.projections import ALL_LINEAR, ROLES
+from ptft_bench.strategy.registry import register_strategy
 from strategies.peft_methods import PeftStrategy, PeftStrategyConfig
 
 

@@ -4,7 +4,7 @@
     get_strategy("prompt_tuning", num_virtual_tokens=50)       # fields of peft's own config class
     get_strategy("peft", method="boft", boft_block_size=4)     # any peft method by name
 
-Target modules are found by structure (`ptft_bench.projections`), not by peft's per-architecture
+Target modules are found by structure (`ptft_bench.models.projections`), not by peft's per-architecture
 table, so every method gets the same roles ("query", "value", "ffn_out", ...) on every encoder
 and decoder (DistilBERT is absent from peft's table; on GPT-2, GPT-NeoX and ModernBERT "query",
 "key" and "value" all name the fused q/k/v projection). LoHa, LoKr and OFT cannot wrap GPT-2's
@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.model_parts import ModelParts, find_parts, is_conv1d
-from ptft_bench.projections import find_projections, resolve_targets
-from ptft_bench.registry import (
+from ptft_bench.models.parts import ModelParts, find_parts, is_conv1d
+from ptft_bench.models.projections import find_projections, resolve_targets
+from ptft_bench.strategy.callbacks import TrainCallback, TrainState
+from ptft_bench.strategy.registry import (
     ParamInfo,
     Strategy,
     StrategyContext,

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ptft_bench.layers import check_k, set_trainable, top_layers_predicate
-from ptft_bench.model_parts import ModelParts
-from ptft_bench.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.models.parts import ModelParts
+from ptft_bench.strategy.layers import check_k, set_trainable, top_layers_predicate
+from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
 
 DEFAULT_K = 1
 

@@ -14,7 +14,8 @@ def make_tiny_model_dir(root: Path, layers: int = 2) -> Path:
     """Save a tiny random BERT with the packaged MiniLM tokenizer (no network needed)."""
     from transformers import AutoModelForSequenceClassification, BertConfig
 
-    from ptft_bench.models import load_tokenizer, set_offline_defaults
+    from ptft_bench.models.load import load_tokenizer
+    from ptft_bench.offline import set_offline_defaults
 
     set_offline_defaults()
     out = root / "tiny-bert"

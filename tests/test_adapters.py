@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ptft_bench import get_strategy
-from ptft_bench.model_parts import find_parts
+from ptft_bench.models.parts import find_parts
 from strategies.adapters import (
     VARIANTS,
     BottleneckAdapter,
@@ -26,7 +26,8 @@ def _logits(model, batch) -> torch.Tensor:
 
 
 def test_counts_match_adapterhub_on_minilm():
-    from ptft_bench.models import load_classifier, set_offline_defaults
+    from ptft_bench.models.load import load_classifier
+    from ptft_bench.offline import set_offline_defaults
 
     set_offline_defaults()
     base = load_classifier("minilm-l6", 2)

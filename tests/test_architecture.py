@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ptft_bench.record import CONTRACT_BEGIN, CONTRACT_END, RunRecord, contract_markdown
-from ptft_bench.registry import NoParams, list_strategies, strategy_class
+from ptft_bench.records.record import CONTRACT_BEGIN, CONTRACT_END, RunRecord, contract_markdown
+from ptft_bench.strategy.registry import NoParams, list_strategies, strategy_class
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("ptft_bench", "strategies")
@@ -157,7 +157,7 @@ def test_contract_document_matches_the_record():
     text = (REPO / "docs" / "CONTRACTS.md").read_text()
     start, end = text.index(CONTRACT_BEGIN), text.index(CONTRACT_END) + len(CONTRACT_END)
     assert text[start:end] == contract_markdown(), (
-        "docs/CONTRACTS.md is out of date: run `python -m ptft_bench.record`"
+        "docs/CONTRACTS.md is out of date: run `python -m ptft_bench.records.record`"
     )
     documented = {f.name for f in dataclasses.fields(RunRecord)}
     assert all(f"`{name}`" in text for name in documented)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from ptft_bench import caching
-from ptft_bench import data as D
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import get_strategy
+from ptft_bench.models.parts import find_parts
+from ptft_bench.run import caching
+from ptft_bench.strategy.registry import get_strategy
+from ptft_bench.tasks import encode as D
 from tests.tiny_models import ARCHS, tiny_model
 
 

@@ -18,7 +18,7 @@ from e2e_fixtures import cli_env, make_csv_task, make_tiny_model_dir
 
 from ptft_bench.cli import _tasks, main
 from ptft_bench.config import load_suite
-from ptft_bench.plan import expand
+from ptft_bench.sweep.plan import expand
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ def test_report_without_records_real_command(real_cli):
 
 def test_list_shows_strategies_with_parameters_tasks_and_suites(real_cli):
     from ptft_bench.config import bundled_suites
-    from ptft_bench.registry import list_strategies
+    from ptft_bench.strategy.registry import list_strategies
     from ptft_bench.tasks import list_tasks
 
     rc, stdout, stderr, _ = real_cli["list"]

@@ -9,8 +9,8 @@ import pytest
 
 from ptft_bench.config import bundled_suites, load_suite, suite_from_dict
 from ptft_bench.errors import UserError
-from ptft_bench.plan import expand, shard
-from ptft_bench.registry import strategy_class
+from ptft_bench.strategy.registry import strategy_class
+from ptft_bench.sweep.plan import expand, shard
 
 SUITE_TOML = """
 description = "a test suite"

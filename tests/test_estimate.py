@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from e2e_fixtures import tiny_workspace
 
-from ptft_bench import estimate as E
 from ptft_bench.cli import main
 from ptft_bench.config import suite_from_dict
-from ptft_bench.execute import SweepContext
-from ptft_bench.plan import make_plan
+from ptft_bench.run.execute import SweepContext
+from ptft_bench.sweep import estimate as E
+from ptft_bench.sweep.plan import make_plan
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Referee for the FLOPs model: torch's FlopCounterMode against `ptft_bench.cost`, strategy by strategy.
+"""Referee for the FLOPs model: torch's FlopCounterMode against `ptft_bench.cost.meters`, strategy by strategy.
 
 For every registered strategy on every tiny architecture, one training step (forward + backward)
 on a 4 x 12 batch is counted by `torch.utils.flop_counter.FlopCounterMode` and compared with what
@@ -27,12 +27,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import AutoModelForSequenceClassification
 
-from ptft_bench import flops
-from ptft_bench.caching import FrozenPrefixCache, plan_cache
-from ptft_bench.callbacks import TrainState
-from ptft_bench.data import EncodedSplit
-from ptft_bench.model_parts import find_parts
-from ptft_bench.registry import get_strategy, list_strategies, strategy_class
+from ptft_bench.cost import flops
+from ptft_bench.models.parts import find_parts
+from ptft_bench.run.caching import FrozenPrefixCache, plan_cache
+from ptft_bench.strategy.callbacks import TrainState
+from ptft_bench.strategy.registry import get_strategy, list_strategies, strategy_class
+from ptft_bench.tasks.encode import EncodedSplit
 from tests.tiny_models import ARCHS, DECODER_SUBSET, ENCODERS, tiny_batch, tiny_config, tiny_model
 
 BATCH, WIDTH = 4, 12

@@ -14,8 +14,13 @@ from tiny_models import tiny_batch, tiny_model
 from transformers import Trainer, TrainingArguments
 
 from ptft_bench import get_strategy
-from ptft_bench.callbacks import TrainCallback, TrainState
-from ptft_bench.hf import HFCallbackAdapter, accelerate_prepare, check_world_size, trainer_kwargs
+from ptft_bench.strategy.callbacks import TrainCallback, TrainState
+from ptft_bench.strategy.hf import (
+    HFCallbackAdapter,
+    accelerate_prepare,
+    check_world_size,
+    trainer_kwargs,
+)
 
 L = 3  # tiny_model's default depth
 LR = 1e-2

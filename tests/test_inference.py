@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from ptft_bench import data as D
-from ptft_bench import inference
-from ptft_bench.registry import get_strategy
+from ptft_bench.cost import inference
+from ptft_bench.strategy.registry import get_strategy
+from ptft_bench.tasks import encode as D
 from tests.tiny_models import VOCAB_SIZE, tiny_batch, tiny_model
 
 

@@ -18,7 +18,8 @@ def work(tmp_path_factory) -> Path:
     """A random BERT big enough (11M parameters) that optimizer state dwarfs allocator noise."""
     from transformers import AutoModelForSequenceClassification, BertConfig
 
-    from ptft_bench.models import load_tokenizer, set_offline_defaults
+    from ptft_bench.models.load import load_tokenizer
+    from ptft_bench.offline import set_offline_defaults
 
     set_offline_defaults()
     root = tmp_path_factory.mktemp("memory")

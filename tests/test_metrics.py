@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ptft_bench.metrics import compute_metrics
 from ptft_bench.tasks import get_spec
+from ptft_bench.tasks.metrics import compute_metrics
 from ptft_bench.tasks.spec import TaskSpec
 
 LABELS = [1, 0, 1, 1, 0, 1, 0, 0, 1, 1]

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from ptft_bench import get_strategy
-from ptft_bench.callbacks import TrainState
-from ptft_bench.model_parts import find_parts
-from ptft_bench.projections import find_projections
-from ptft_bench.registry import StrategyContext
+from ptft_bench.models.parts import find_parts
+from ptft_bench.models.projections import find_projections
+from ptft_bench.strategy.callbacks import TrainState
+from ptft_bench.strategy.registry import StrategyContext
 from tests.tiny_models import ARCHS, tiny_batch, tiny_model
 
 SHORTCUTS = [
@@ -72,7 +72,8 @@ def test_shortcut_trains_only_method_and_head(name):
 
 
 def test_lora_counts_on_minilm_match_peft():
-    from ptft_bench.models import load_classifier, set_offline_defaults
+    from ptft_bench.models.load import load_classifier
+    from ptft_bench.offline import set_offline_defaults
 
     set_offline_defaults()
     strategy = get_strategy("lora", r=8, targets="query,value")
@@ -207,7 +208,7 @@ def test_wrapping_a_model_prints_no_library_deprecation_after_process_setup():
 
     from peft import LoraConfig, get_peft_model
 
-    from ptft_bench.models import set_offline_defaults
+    from ptft_bench.offline import set_offline_defaults
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

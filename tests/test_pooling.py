@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from ptft_bench import caching, pooling
-from ptft_bench import data as D
 from ptft_bench.config import suite_from_dict
-from ptft_bench.features import extract, head_linear
-from ptft_bench.model_parts import find_parts
-from ptft_bench.plan import expand
-from ptft_bench.registry import get_strategy
+from ptft_bench.models import pooling
+from ptft_bench.models.features import extract, head_linear
+from ptft_bench.models.parts import find_parts
+from ptft_bench.run import caching
+from ptft_bench.strategy.registry import get_strategy
+from ptft_bench.sweep.plan import expand
+from ptft_bench.tasks import encode as D
 from tests.tiny_models import ARCHS, DECODERS, VOCAB_SIZE, tiny_model
 
 
@@ -153,7 +154,7 @@ def test_auto_follows_the_model_metadata(tmp_path):
 
 
 def test_the_default_model_reads_its_mean():
-    from ptft_bench.models import model_pooling
+    from ptft_bench.models.load import model_pooling
 
     mode, why = model_pooling("minilm-l6")
     assert mode == "mean" and "sentence-transformers" in why

@@ -7,7 +7,8 @@ import random
 import pytest
 import torch
 
-from ptft_bench.models import resolve_model_path, set_offline_defaults
+from ptft_bench.models.load import resolve_model_path
+from ptft_bench.offline import set_offline_defaults
 from ptft_bench.pretrain.blocks import pack_blocks, tokenize_documents
 from ptft_bench.pretrain.collate import causal_batch, make_mlm_collator, mlm_batch
 

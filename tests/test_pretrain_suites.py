@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ptft_bench.config import load_suite
-from ptft_bench.plan import expand
 from ptft_bench.pretrain.blocks import pack_blocks, tokenize_documents
 from ptft_bench.pretrain.configs import build_scratch_model, get_scratch_config, train_tokenizer
 from ptft_bench.pretrain.corpus import Document
@@ -21,6 +20,7 @@ from ptft_bench.pretrain.loop import (
     head_only_parameters,
     train,
 )
+from ptft_bench.sweep.plan import expand
 
 WORDS = "the a film movie is was good bad great dull plot actor scene story funny slow".split()
 

@@ -189,7 +189,8 @@ def test_cli_bad_input_is_a_user_error(tmp_path, kw, message):
 
 
 def test_minilm_gets_a_fresh_head_tied_to_its_embeddings():
-    from ptft_bench.models import resolve_model_path, set_offline_defaults
+    from ptft_bench.models.load import resolve_model_path
+    from ptft_bench.offline import set_offline_defaults
     from ptft_bench.pretrain.heads import load_lm
 
     set_offline_defaults()

@@ -435,7 +435,7 @@ def test_tolerates_sparse_records_and_bad_input(tmp_path):
 
 
 def test_byte_sizes_read_as_numbers_at_every_scale():
-    from ptft_bench.report import fmt
+    from ptft_bench.report.render import fmt
 
     assert fmt.nbytes(3.16 * 2**10) == "3.16 KiB"
     assert fmt.nbytes(538 * 2**20) == "538 MiB"

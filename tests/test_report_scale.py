@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptft_bench.record import RunRecord
+from ptft_bench.records.record import RunRecord
+from ptft_bench.records.store import RunStore
 from ptft_bench.report import build, write_report
-from ptft_bench.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = {"cola": 1043, "mrpc": 408, "rte": 277, "sst2": 872, "stsb": 1500}

@@ -24,10 +24,10 @@ from scipy import stats as sps
 from sklearn.metrics import accuracy_score, f1_score
 from statsmodels.stats.multitest import multipletests
 
-from ptft_bench.record import RunRecord
+from ptft_bench.records.record import RunRecord
+from ptft_bench.records.store import RunStore
 from ptft_bench.report import build, write_report
 from ptft_bench.report.recommend import recommendations
-from ptft_bench.store import RunStore
 
 N = 1000
 N_BOOT = 2000
@@ -495,7 +495,7 @@ def test_latency_noise_band_is_the_spread_of_the_base_architecture_runs():
     import pandas as pd
 
     from ptft_bench.report.load import add_inference_overhead
-    from ptft_bench.report.sections import cost_section
+    from ptft_bench.report.sections.common import cost_section
 
     runs = pd.DataFrame(
         {
@@ -517,7 +517,7 @@ def test_latency_noise_band_is_the_spread_of_the_base_architecture_runs():
     caption = cost_section(lb).blocks[-1].caption
     assert "measured 0.90–1.20× base" in caption and "measurement noise" in caption
     # The answer says so beside its latency budgets when the band is wider than 0.2.
-    from ptft_bench.report.sections_answer import _latency_noise_text
+    from ptft_bench.report.sections.answer import _latency_noise_text
 
     assert "measured 0.90–1.20× base" in _latency_noise_text(lb)
     quiet = lb.assign(base_latency_lo=0.95, base_latency_hi=1.05)

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-from ptft_bench.report import significance as sig
+from ptft_bench.report.stats import significance as sig
 
 CLASSIFICATION = ("accuracy", "f1", "f1_macro", "mcc")
 REGRESSION = ("pearson", "spearman", "pearson_spearman")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ptft_bench import atomic
-from ptft_bench import store as S
-from ptft_bench.record import SCHEMA_VERSION, RunRecord
+from ptft_bench.records import store as S
+from ptft_bench.records.record import SCHEMA_VERSION, RunRecord
 
 
 def test_write_read_roundtrip(tmp_path):

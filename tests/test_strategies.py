@@ -15,8 +15,8 @@ import pytest
 import torch
 from tiny_models import ARCHS, FINAL_NORMS, tiny_batch, tiny_model
 
-from ptft_bench.callbacks import TrainState
-from ptft_bench.registry import (
+from ptft_bench.strategy.callbacks import TrainState
+from ptft_bench.strategy.registry import (
     Strategy,
     get_strategy,
     list_strategies,

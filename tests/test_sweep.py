@@ -16,7 +16,7 @@ import pytest
 from e2e_fixtures import cli_env, make_csv_task, make_tiny_model_dir
 
 from ptft_bench.cli import main
-from ptft_bench.record import RunRecord
+from ptft_bench.records.record import RunRecord
 
 # Every field of the run record (its dataclass is the only definition).
 RECORD_KEYS = {f.name for f in dataclasses.fields(RunRecord)} - {"extra"}

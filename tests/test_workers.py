@@ -16,7 +16,7 @@ import pytest
 from e2e_fixtures import cli_env, tiny_workspace
 
 from ptft_bench.cli import main
-from ptft_bench.store import RunStore
+from ptft_bench.records.store import RunStore
 
 STRATEGIES = ["full", "head_only", "bitfit", "lora"]
 

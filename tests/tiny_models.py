@@ -12,7 +12,7 @@ learned positions beside the token embeddings, final `ln_f`), GPT-NeoX (fused `q
 rotary), Llama (grouped-query attention, SwiGLU, RMSNorm, no biases; SmolLM2 is a Llama),
 Mistral (the same, plus a sliding window), Qwen2 (biases on q/k/v only), Qwen3 (q/k norms, no
 biases) and OPT (embeddings and blocks inside `decoder`, final norm registered before the blocks).
-Every decoder has a pad token (0), as `ptft_bench.models.load_classifier` ensures for real ones.
+Every decoder has a pad token (0), as `ptft_bench.models.load.load_classifier` ensures for real ones.
 """
 
 from __future__ import annotations

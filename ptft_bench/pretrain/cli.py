@@ -264,7 +264,7 @@ def _configs(args: argparse.Namespace) -> tuple[PretrainOptions, TrainConfig]:
 
 def run_pretrain_command(args: argparse.Namespace) -> int:
     """Run ``ptft-bench pretrain``; bad input raises UserError (the CLI prints it, exit 2)."""
-    from ptft_bench.models import quiet_libraries, set_offline_defaults
+    from ptft_bench.offline import quiet_libraries, set_offline_defaults
 
     set_offline_defaults()
     if args.no_progress:

@@ -101,7 +101,7 @@ def _check_out_dir(out: Path, resume: bool) -> None:
 
 def _scratch_tokenizer(opts: PretrainOptions, family: str, texts: list[str]) -> tuple[Any, str]:
     """(tokenizer, where it came from) for a from-scratch model."""
-    from ptft_bench.models import load_tokenizer
+    from ptft_bench.models.load import load_tokenizer
 
     if opts.resume and (opts.out / "tokenizer_config.json").exists():
         # The tokenizer of the interrupted run, not a retrained one: ids must not move.
@@ -117,7 +117,7 @@ def _scratch_tokenizer(opts: PretrainOptions, family: str, texts: list[str]) -> 
 
 def _tokenizer_and_model(opts: PretrainOptions, objective: str, texts: list[str], seed: int):
     """(tokenizer, LoadedLM (None with --report-only), notes for the user)."""
-    from ptft_bench.models import load_tokenizer, resolve_model_path
+    from ptft_bench.models.load import load_tokenizer, resolve_model_path
 
     if opts.from_scratch:
         cfg = get_scratch_config(opts.from_scratch)
@@ -315,7 +315,7 @@ def run_pretrain(opts: PretrainOptions, cfg: TrainConfig) -> dict[str, Any]:
 def carry_pooling_config(source: str | None, out: Path) -> bool:
     """Copy a sentence-transformers pooling config (`1_Pooling/`) from the base model's folder.
 
-    `--pooling auto` reads it (`ptft_bench.pooling`): without it the adapted model would be
+    `--pooling auto` reads it (`ptft_bench.models.pooling`): without it the adapted model would be
     fine-tuned on [CLS] while its base pools the mean, and a base-vs-adapted comparison would
     compare poolings, not pretraining.
     """

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptft_bench.record import cost_fields
+from ptft_bench.records.record import cost_fields
 from ptft_bench.report.load import RunSet
-from ptft_bench.report.stats import PairedResult, paired, rank_desc, summarize
+from ptft_bench.report.stats.descriptive import PairedResult, paired, rank_desc, summarize
 
 REFERENCE_STRATEGY = "full"
 # Cost columns averaged over the seeds of the selected learning rate: the record's cost fields,

@@ -25,16 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ptft_bench.records.store import load_predictions
 from ptft_bench.report.aggregate import REFERENCE_STRATEGY, taught
-from ptft_bench.report.gaps import Gap, gap_from_draws
-from ptft_bench.report.ranks import RankComparison, compare_across_tasks
-from ptft_bench.report.significance import (
+from ptft_bench.report.stats.gaps import Gap, gap_from_draws
+from ptft_bench.report.stats.ranks import RankComparison, compare_across_tasks
+from ptft_bench.report.stats.significance import (
     METRICS,
     TaskComparison,
     TaskResamples,
     VariantRow,
 )
-from ptft_bench.store import load_predictions
 
 N_BOOT = 2000
 ALPHA = 0.05

@@ -33,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from ptft_bench.errors import UserError
-from ptft_bench.record import RunRecord, cost_fields
+from ptft_bench.records.record import RunRecord, cost_fields
 
 # Numeric record fields copied as-is (missing or null -> NaN): the record's cost fields.
 NUMERIC_KEYS = ("lr", "best_epoch", *cost_fields())

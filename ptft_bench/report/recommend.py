@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ptft_bench.report import fmt
 from ptft_bench.report.aggregate import REFERENCE_STRATEGY, across_tasks, taught
 from ptft_bench.report.evidence import Evidence
-from ptft_bench.report.stats import pareto_mask
+from ptft_bench.report.render import fmt
+from ptft_bench.report.stats.descriptive import pareto_mask
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ptft_bench.report.aggregate import COST_COLUMNS
 from ptft_bench.report.evidence import Evidence
-from ptft_bench.report.gaps import Gap
+from ptft_bench.report.stats.gaps import Gap
 
 NAN_GAP = Gap.missing()
 

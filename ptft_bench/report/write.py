@@ -9,20 +9,20 @@ import pandas as pd
 
 from ptft_bench import atomic
 from ptft_bench.errors import UserError
-from ptft_bench.report import fmt, html, markdown
 from ptft_bench.report.aggregate import leaderboard
-from ptft_bench.report.document import Document
 from ptft_bench.report.evidence import Evidence, gather
 from ptft_bench.report.load import RunSet, load_runs
-from ptft_bench.report.sections import (
+from ptft_bench.report.render import fmt, html, markdown
+from ptft_bench.report.render.document import Document
+from ptft_bench.report.sections.answer import answer_section
+from ptft_bench.report.sections.common import (
     cost_section,
     did_not_learn_section,
     failures_section,
     setup_section,
 )
-from ptft_bench.report.sections_answer import answer_section
-from ptft_bench.report.sections_compare import across_section, figures_section
-from ptft_bench.report.sections_task import task_sections
+from ptft_bench.report.sections.compare import across_section, figures_section
+from ptft_bench.report.sections.task import task_sections
 from ptft_bench.report.summary import summary_frame
 
 FORMATS = frozenset({"md", "html", "csv"})
@@ -99,7 +99,7 @@ def write_report(
     written: dict[str, Path] = {}
     figs: dict = {}
     if formats & {"md", "html"} and len(data.leaderboard):
-        from ptft_bench.report.figures import make_figures  # matplotlib only when drawing
+        from ptft_bench.report.render.figures import make_figures  # matplotlib only when drawing
 
         figs = make_figures(data.leaderboard, data.evidence, out_dir / "figures")
         written["figures"] = out_dir / "figures"

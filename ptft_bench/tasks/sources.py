@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptft_bench.errors import UserError
-from ptft_bench.models import hub_allowed  # one opt-in rule for models and data
+from ptft_bench.offline import hub_allowed  # one opt-in rule for models and data
 from ptft_bench.tasks.spec import TaskSpec
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ptft_bench.errors import UserError
-from ptft_bench.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class TaskSpec:
             ``("text_a", "text_b")`` for sentence pairs.
         label_names: class names in label-index order; None for regression.
         is_regression: True for a single real-valued target (STS-B).
-        metrics: metric keys from ``ptft_bench.metrics`` computed on every evaluated split.
+        metrics: metric keys from ``ptft_bench.tasks.metrics`` computed on every evaluated split.
         primary_metric: the one used for model selection and ranking (one of ``metrics``).
         num_labels: number of classes; 1 for regression.
         description: one line for humans.

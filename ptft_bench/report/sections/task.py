@@ -1,0 +1,282 @@
+"""Per-task sections: the floor (constant baseline, linear probe), the leaderboard with the gap of
+every variant to the task's best and to full fine-tuning (95% intervals, Holm-corrected
+p-values, tie groups, McNemar), the comparisons that lack evidence, and where the spread comes
+from (seeds vs test sample).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ptft_bench.report.evidence import Evidence, TaskEvidence
+from ptft_bench.report.render import fmt
+from ptft_bench.report.render.document import Bullets, Cell, Paragraph, Section, Table, mark_best
+from ptft_bench.report.sections.common import COST_SPEC
+from ptft_bench.report.stats.descriptive import paired
+from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS
+
+LINEAR_PROBE = "linear_probe"
+ONE_SEED = (
+    "**One seed.** Where a variant has a single seed, its intervals cover the test sample only, "
+    "not seed-to-seed variation (often several points on small tasks): a one-seed interval is a "
+    'lower bound on the real uncertainty, and a one-seed "significant" gap may not survive '
+    "retraining with another seed. Run 3+ seeds for intervals that cover both."
+)
+MARK_NOTE = (
+    "**≈ best**: cannot be told apart from the task's best variant; **≈ full**: cannot be told "
+    "apart from full fine-tuning (better / worse: different at the 5% level). Both use a paired "
+    "bootstrap over test examples (2,000 resamples, the primary metric recomputed on each; with "
+    "2+ seeds the seeds are resampled too) and Holm-corrected p-values over the task's variants. "
+    "Intervals are 95% percentile intervals of the gap, in points. McNemar: exact test of "
+    "per-example correctness against full fine-tuning (largest p over matched seeds), a "
+    "cross-check that concerns accuracy; † marks where it disagrees with the bootstrap. n/a: no "
+    "per-example predictions (the gap is then a difference of means; against full fine-tuning a "
+    "paired t-test over seeds when 2+ seeds). Variants that learned nothing are not compared."
+)
+
+
+def _metric(g: pd.DataFrame) -> str:
+    return (
+        str(g["primary_metric"].dropna().iloc[0]) if g["primary_metric"].notna().any() else "score"
+    )
+
+
+def floor_paragraph(g: pd.DataFrame, metric: str) -> Paragraph | None:
+    """The constant-prediction baseline on test, and the linear probe beside it when there is one."""
+    base = next((b for b in g["baseline"] if isinstance(b, dict) and b.get("test")), None)
+    probe = g[(g["strategy"] == LINEAR_PROBE) & g["test_mean"].notna()]
+    parts = []
+    if base:
+        kind = "majority class" if base.get("kind") == "majority" else "mean prediction"
+        scores = ", ".join(f"{m} {fmt.points(100 * v)}" for m, v in sorted(base["test"].items()))
+        value = base.get("value")
+        const = f" (always `{value:g}`)" if isinstance(value, int | float) else ""
+        parts.append(f"Constant-prediction baseline, {kind}{const}, on test: {scores}.")
+    if len(probe):
+        r = probe.sort_values("test_mean").iloc[-1]
+        parts.append(
+            f"Linear probe `{r['variant']}` (logistic / ridge regression on frozen pooled "
+            f"features): {metric} {fmt.mean_std(r['test_mean'], r['test_std'])}: **the floor any "
+            "fine-tuning strategy must beat**."
+        )
+    return Paragraph("**Floor.** " + " ".join(parts)) if parts else None
+
+
+def _learned_cell(r: pd.Series) -> Cell:
+    n = int(r["n_learned"] + r["n_not_learned"])
+    if not n:
+        return Cell(fmt.DASH)
+    text = f"{int(r['n_learned'])}/{n}"
+    if r["did_not_learn"]:
+        text += " ✗ did not learn"
+    elif r["n_not_learned"]:
+        text += " (some seeds did not)"
+    return Cell(text, float(r["n_learned"]) / n)
+
+
+def _fallback_full(r: pd.Series, ref: pd.Series | None) -> str:
+    """Δ vs full without predictions: paired t over seeds, or a difference of means."""
+    if ref is None:
+        return fmt.DASH
+    common = sorted(set(r["seed_scores"]) & set(ref["seed_scores"]), key=str)
+    p = paired([r["seed_scores"][s] for s in common], [ref["seed_scores"][s] for s in common])
+    if p.n_pairs >= 2:
+        return f"{fmt.signed(p.mean_diff, p.std_diff)} ({p.verdict()})"
+    return f"{fmt.signed(r['test_mean'] - ref['test_mean'])} ({p.verdict()})"
+
+
+def _mark(row, which: str) -> str:
+    if which == "best":
+        return "≈" if row.in_best_group else ""
+    if row.tied_with_reference:
+        return "≈"
+    return "better" if row.to_reference.observed > 0 else "worse"
+
+
+def _gap_cells(r: pd.Series, ev: TaskEvidence, best: pd.Series | None, ref: pd.Series | None):
+    """Δ vs best, ≈ best, Δ vs full, p (Holm), ≈ full, McNemar: six cells."""
+    v = str(r["variant"])
+    if r["did_not_learn"] or not fmt.finite(r["test_mean"]):
+        why = "did not learn" if r["did_not_learn"] else "no result"
+        return [Cell(why)] + [Cell(fmt.DASH) for _ in range(5)]
+    row = ev.row(v)
+    if row is None:
+        to_best = r["test_mean"] - best["test_mean"] if best is not None else math.nan
+        return [
+            Cell(f"{fmt.signed(to_best)} (no CI)", to_best),
+            Cell("n/a"),
+            Cell(
+                _fallback_full(r, ref),
+                r["test_mean"] - ref["test_mean"] if ref is not None else None,
+            ),
+            Cell(fmt.DASH),
+            Cell("n/a" if ref is not None else fmt.DASH),
+            Cell(fmt.DASH),
+        ]
+    tb, tr = row.to_best, row.to_reference
+    is_best, is_ref = v == ev.comparison.best, v == ev.reference
+    disagree = tr.significant() != (row.mcnemar_p < 0.05) if fmt.finite(row.mcnemar_p) else False
+    cells = [
+        Cell(
+            "best" if is_best else fmt.gap(100 * tb.observed, 100 * tb.low, 100 * tb.high),
+            100 * tb.observed,
+        ),
+        Cell("best" if is_best else _mark(row, "best")),
+    ]
+    if ev.reference and not ev.has(ev.reference):  # full fine-tuning has no predictions
+        diff = r["test_mean"] - ref["test_mean"]
+        return (
+            cells
+            + [Cell(_fallback_full(r, ref), diff), Cell(fmt.DASH), Cell("n/a")]
+            + [Cell(fmt.DASH)]
+        )
+    return cells + [
+        Cell(
+            "reference" if is_ref else fmt.gap(100 * tr.observed, 100 * tr.low, 100 * tr.high),
+            100 * tr.observed if fmt.finite(tr.observed) else None,
+        ),
+        Cell(fmt.DASH if is_ref else fmt.pvalue(tr.p_adjusted), tr.p_adjusted),
+        Cell("reference" if is_ref else (_mark(row, "full") if ev.reference else fmt.DASH)),
+        Cell(fmt.pvalue(row.mcnemar_p) + (" †" if disagree else ""), row.mcnemar_p),
+    ]
+
+
+def _order(g: pd.DataFrame) -> pd.DataFrame:
+    """Compared variants by score, then those that learned nothing, then those without result."""
+    key = g["test_mean"].where(~g["did_not_learn"].astype(bool), -1e9).fillna(-2e9)
+    return g.assign(_key=key).sort_values(["_key", "variant"], ascending=[False, True])
+
+
+@dataclass
+class _Layout:
+    """Which columns a task's leaderboard has."""
+
+    primary: str
+    others: list[str]
+    costs: list
+    checks: bool
+    mcnemar: bool
+
+    def columns(self) -> list[str]:
+        cols = ["variant", "lr (val. score)", "seeds"] + (["learned"] if self.checks else [])
+        cols += [f"test {self.primary} ★", "Δ vs best [95% CI]", "≈ best", "Δ vs full [95% CI]"]
+        cols += ["p vs full (Holm)", "≈ full"] + (["McNemar p vs full"] if self.mcnemar else [])
+        cols += [f"test {m}" for m in self.others] + [c[1] for c in self.costs]
+        return cols + ["runs ok/failed/missing", "val. score by lr"]
+
+    def mark_bests(self, rows: list[list[Cell]]) -> None:
+        cols = self.columns()
+        mark_best(rows, cols.index(f"test {self.primary} ★"), True)
+        first = len(cols) - 2 - len(self.costs) - len(self.others)
+        for i in range(len(self.others)):
+            mark_best(rows, first + i, True)
+        for j, (_, _, _, higher) in enumerate(self.costs):
+            mark_best(rows, first + len(self.others) + j, higher)
+
+
+def _row(r: pd.Series, lay: _Layout, ev: TaskEvidence, best, ref) -> list[Cell]:
+    lr = f"{fmt.lr(r['lr'])} ({fmt.points(r['val_mean'])})" if fmt.finite(r["lr"]) else fmt.DASH
+    row = [Cell(str(r["variant"]), str(r["variant"])), Cell(lr, r["lr"])]
+    row.append(Cell(str(int(r["n_seeds"])), float(r["n_seeds"])))
+    row += [_learned_cell(r)] if lay.checks else []
+    row.append(Cell(fmt.mean_std(r["test_mean"], r["test_std"]), r["test_mean"]))
+    gaps = _gap_cells(r, ev, best, ref)
+    row += gaps if lay.mcnemar else gaps[:5]
+    for m in lay.others:
+        s = r["test_metrics"].get(m)
+        row.append(Cell(fmt.mean_std(s.mean, s.std) if s else fmt.DASH, s.mean if s else math.nan))
+    row += [Cell(f(r[col]), r[col]) for col, _, f, _ in lay.costs]
+    bad = float(r["n_runs_failed"] + r["n_runs_missing"])
+    row.append(Cell(f"{r['n_runs_ok']}/{r['n_runs_failed']}/{r['n_runs_missing']}", bad))
+    by_lr = ", ".join(f"{fmt.lr(k)}: {fmt.points(v)}" for k, v in sorted(r["lr_scores"].items()))
+    row.append(Cell((by_lr or fmt.DASH) + (f" ({r['lr_note']})" if r["lr_note"] else "")))
+    return row
+
+
+def leaderboard_table(g: pd.DataFrame, ev: TaskEvidence) -> Table:
+    """One (task, model): a row per variant, gaps with intervals and tie marks; best in bold."""
+    primary = _metric(g)
+    lay = _Layout(
+        primary,
+        sorted({m for d in g["test_metrics"] for m in d} - {primary}),
+        [c for c in COST_SPEC if g[c[0]].notna().any()],
+        bool((g["n_learned"] + g["n_not_learned"]).any()),
+        ev.comparison is not None and ev.metric in CLASSIFICATION_METRICS,
+    )
+    compared = g[g["variant"].isin(ev.eligible)]
+    best = compared.sort_values("test_mean").iloc[-1] if len(compared) else None
+    refs = compared[compared["variant"] == ev.reference]
+    ref = refs.iloc[0] if len(refs) else None
+    rows = [_row(r, lay, ev, best, ref) for _, r in _order(g).iterrows()]
+    lay.mark_bests(rows)
+    note = (
+        f"★ primary metric: {primary} (points = metric × 100), mean ± standard deviation over "
+        "seeds (ddof=1). The learning rate is chosen per variant on the validation split (best "
+        "mean validation score over seeds); test numbers and costs are at that rate. Best value "
+        "per column in bold. " + MARK_NOTE
+    )
+    return Table(lay.columns(), rows, note=note)
+
+
+def variance_table(ev: TaskEvidence) -> Table | None:
+    """Seed SD vs test-sample SD per variant with 2+ seeds (None when there is none)."""
+    if ev.samples is None:
+        return None
+    rows = []
+    for v in ev.eligible:
+        if not ev.has(v) or len(ev.samples.runs[v]) < 2:
+            continue
+        s = ev.samples.variance(v)
+        rows.append(
+            [
+                Cell(v, v),
+                Cell(str(s.n_seeds), float(s.n_seeds)),
+                Cell(fmt.points(100 * s.mean), 100 * s.mean),
+                Cell(fmt.points(100 * s.seed_sd, 2), 100 * s.seed_sd),
+                Cell(fmt.points(100 * s.test_sample_sd, 2), 100 * s.test_sample_sd),
+                Cell(fmt.points(100 * s.seed_share, 0) + "%", s.seed_share),
+            ]
+        )
+    if not rows:
+        return None
+    cols = ["variant", "seeds", "score", "seed SD", "test-sample SD", "share from seeds"]
+    note = (
+        "Where the spread of one run's score comes from (points): seed SD = standard deviation of "
+        "the per-seed test scores (ddof=1), what retraining with another seed moves; test-sample "
+        "SD = bootstrap standard deviation of one run's score, what drawing another test set of "
+        "the same size moves. Share from seeds = seed SD² / (seed SD² + test-sample SD²)."
+    )
+    return Table(cols, rows, caption="Seeds or test sample?", note=note)
+
+
+def task_section(g: pd.DataFrame, ev: TaskEvidence) -> Section:
+    """The subsection of one (task, model)."""
+    task, model = g["task"].iloc[0], g["model"].iloc[0]
+    sec = Section(f"{task} · model `{model}`", level=3)
+    floor = floor_paragraph(g, _metric(g))
+    sec.blocks += [floor] if floor else []
+    sec.blocks.append(leaderboard_table(g, ev))
+    if ev.missing:
+        reasons: dict[str, list[str]] = {}
+        for v, why in ev.missing.items():
+            reasons.setdefault(why, []).append(v)
+        items = [f"{why}: {', '.join(vs)}" for why, vs in reasons.items()]
+        sec.blocks.append(Bullets([f"Comparisons without evidence — {i}" for i in items]))
+    var = variance_table(ev)
+    sec.blocks += [var] if var else []
+    return sec
+
+
+def task_sections(lb: pd.DataFrame, evidence: Evidence) -> list[Section]:
+    """Section 3: a leaderboard per task per model."""
+    head = Section("3. Per-task leaderboards")
+    if evidence.one_seed:
+        head.blocks.append(Paragraph(ONE_SEED))
+    out = [head]
+    for (task, model), g in lb.groupby(["task", "model"]):
+        ev = evidence.task(task, model) or TaskEvidence(str(task), str(model), None, None, [])
+        out.append(task_section(g, ev))
+    return out

@@ -1,0 +1,139 @@
+"""Measure: what a trained run's record says about it — quality, floor, cost and inference.
+
+`execute` trains; this module turns the trained run into the measured fields of its
+`RunRecord`: metrics and the constant-prediction baseline with the learning check
+(`ptft_bench.run.baselines`), parameter counts, time and throughput, memory (total and the run's
+own increment), checkpoint size, FLOPs and utilisation, and inference latency / throughput of
+the trained model (and of its merged copy when the strategy's weights merge).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ptft_bench.cost import inference
+from ptft_bench.cost import meters as cost
+from ptft_bench.models.load import model_source
+from ptft_bench.models.parts import ModelParts, unique_named_parameters
+from ptft_bench.run import baselines
+from ptft_bench.run.train import FitResult
+from ptft_bench.strategy.registry import Strategy
+
+
+@dataclass
+class Trained:
+    """A trained run, on its way to a record."""
+
+    fit: FitResult
+    strategy: Strategy
+    parts: ModelParts
+    trainable: set[str]
+    flops: float
+    cache_info: dict[str, Any]
+    fit_info: dict[str, Any] | None = None
+    memory: cost.PeakMemory | None = None
+    inference: dict[str, Any] | None = None
+    spec_model: str = ""  # the model spec, to say where converted weights came from
+
+
+def pad_id_of(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def measure_inference(spec, ctx, encoded, trained: Trained, base_params: int) -> dict[str, Any]:
+    """Latency and throughput on the test split, of the trained and (if any) merged model.
+
+    `same_architecture_as_base`: the trained model has the base model's parameters and no
+    wrapper (full, head-only, top-k, BitFit, ...); the report takes these runs' latency as the
+    unmodified base model's when it computes a strategy's inference overhead.
+    """
+    t0 = time.perf_counter()
+    model, acc = trained.parts.model, ctx.accelerator
+    pad_id = pad_id_of(ctx.tokenizer(spec.model))
+    test = encoded["test"]
+    batch = spec.budget.eval_batch_size
+    out: dict[str, Any] = {
+        "model": inference.measure(model, test, pad_id, acc.device, acc.autocast, batch)
+    }
+    params = sum(p.numel() for _, p in unique_named_parameters(model))
+    wrapped = hasattr(model, "peft_config")
+    out["same_architecture_as_base"] = params == base_params and not wrapped
+    merged = trained.strategy.merged(model)
+    if merged is not None:
+        out["merged"] = inference.measure(merged, test, pad_id, acc.device, acc.autocast, batch)
+        out["merged_max_logit_difference"] = inference.max_logit_difference(
+            model, merged, test, pad_id, acc.device
+        )
+        del merged
+    out["measure_seconds"] = time.perf_counter() - t0  # outside train and eval seconds
+    return out
+
+
+def measurements(ctx, task, encoded, trained: Trained, labels) -> dict[str, Any]:
+    """Every measured field of the record (`RunRecord`), from the trained run."""
+    r = trained.fit
+    base = baselines.baseline(task.spec, encoded["train"].labels, labels)
+    primary = task.spec.primary_metric
+    check = baselines.learning_check(r.history, r.test[primary], base["test"][primary], primary)
+    return {
+        "precision": ctx.precision,
+        "model_source": model_source(trained.spec_model) if trained.spec_model else None,
+        "task_info": _task_info(task, encoded),
+        "metrics": r.metrics,
+        "primary_metric": primary,
+        "best_epoch": r.best_epoch,
+        "steps": r.steps,
+        "baseline": base,
+        "learning_check": check,
+        "history": r.history,
+        "fit": trained.fit_info,
+        "inference": trained.inference,
+        **_costs(ctx, trained),
+    }
+
+
+def _task_info(task, encoded) -> dict[str, Any]:
+    lengths = encoded["train"].lengths
+    return {
+        "num_train": len(encoded["train"]),
+        "num_validation": len(encoded["validation"]),
+        "num_test": len(encoded["test"]),
+        "primary_metric": task.spec.primary_metric,
+        "metrics": list(task.spec.metrics),
+        "is_regression": task.spec.is_regression,
+        "source": task.source,
+        "mean_train_tokens": float(lengths.mean()) if len(lengths) else 0.0,
+    }
+
+
+def _costs(ctx, trained: Trained) -> dict[str, Any]:
+    r, model, mem = trained.fit, trained.parts.model, trained.memory
+    counts = cost.count_params(model, trained.trainable, trained.parts)
+    peak, peak_source = cost.peak_flops_per_second(ctx.accelerator.device)
+    achieved = trained.flops / r.train_seconds if r.train_seconds else None
+    return {
+        "trainable_params": counts.trainable,
+        "trainable_params_head": counts.trainable_head,
+        "total_params": counts.total,
+        "train_seconds": r.train_seconds,
+        "eval_seconds": r.eval_seconds,
+        "train_samples_per_second": _rate(r.train_samples, r.train_seconds),
+        "train_tokens_per_second": _rate(r.train_tokens, r.train_seconds),
+        "padding_share": 1 - r.train_tokens / r.padded_positions if r.padded_positions else 0.0,
+        "peak_memory_bytes": mem.peak if mem else None,
+        "memory_at_start_bytes": mem.baseline if mem else None,
+        "run_memory_bytes": mem.peak - mem.baseline if mem else None,
+        "checkpoint_bytes": cost.checkpoint_bytes(trained.strategy.trainable_state_dict(model)),
+        "train_flops": trained.flops,
+        "achieved_flops_per_second": achieved,
+        "peak_flops_per_second": peak,
+        "peak_flops_source": peak_source,
+        "utilisation": achieved / peak if achieved and peak else None,
+        "frozen_cache": trained.cache_info,
+    }
+
+
+def _rate(amount: float, seconds: float) -> float | None:
+    return amount / seconds if seconds else None
