@@ -495,7 +495,7 @@ def test_latency_noise_band_is_the_spread_of_the_base_architecture_runs():
     import pandas as pd
 
     from ptft_bench.report.load import add_inference_overhead
-    from ptft_bench.report.sections.common import cost_section
+    from ptft_bench.report.sections.cost import cost_section
 
     runs = pd.DataFrame(
         {

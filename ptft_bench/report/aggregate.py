@@ -17,9 +17,10 @@ from ptft_bench.report.load import RunSet
 from ptft_bench.report.stats.descriptive import PairedResult, paired, rank_desc, summarize
 
 REFERENCE_STRATEGY = "full"
-# Cost columns averaged over the seeds of the selected learning rate: the record's cost fields,
-# the share of trainable parameters and the serving cost (`load.serving_cost`).
-COST_COLUMNS = (
+# The cost fields averaged over the seeds of the selected learning rate, each a leaderboard
+# column of that name: the record's cost fields, the share of trainable parameters and the
+# serving cost (`load.serving_cost`). Not the cost section's table (`sections.cost`).
+AVERAGED_COST_FIELDS = (
     *cost_fields(),
     "trainable_pct",
     "memory_bytes",  # the run's own memory where measured (see load.memory_of)
@@ -82,7 +83,7 @@ def _row_for_variant(
     if ok.empty:
         row.update(n_seeds=0, test_mean=math.nan, test_std=math.nan)
         row.update(test_ci_low=math.nan, test_ci_high=math.nan, val_mean=math.nan)
-        row.update({c: math.nan for c in COST_COLUMNS})
+        row.update({c: math.nan for c in AVERAGED_COST_FIELDS})
         return row
     lr, lr_scores, note = select_lr(ok)
     sel = ok[ok["lr"] == lr]
@@ -107,7 +108,7 @@ def _row_for_variant(
         seed_list=list(sel["seed"]),
         **_evidence_columns(sel),
     )
-    for col in COST_COLUMNS:
+    for col in AVERAGED_COST_FIELDS:
         vals = sel[col].astype(float)
         row[col] = float(vals.mean()) if vals.notna().any() else math.nan
     return row
@@ -132,6 +133,7 @@ def leaderboard(rs: RunSet) -> pd.DataFrame:
     """One row per (task, model, strategy variant) at its selected lr, with per-task ranks.
 
     Rank 1 = best mean test primary metric within (task, model); ties share the average rank.
+    The columns, their units and meanings are declared in `ptft_bench.report.columns`.
     """
     runs, missing = rs.runs, rs.missing
     keys = set(map(tuple, runs[GROUP].itertuples(index=False))) if len(runs) else set()

@@ -12,7 +12,8 @@ the mean gap.
 
 A variant without usable predictions (records written before schema 2, a deleted file, test
 labels that differ from the other runs') has no evidence; the reason is kept and the report
-falls back to means and paired t-tests over seeds.
+falls back to means and paired t-tests over seeds (`TaskEvidence.seed_tests`, computed for
+every eligible variant whether or not it has predictions).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 
 from ptft_bench.records.store import load_predictions
 from ptft_bench.report.aggregate import REFERENCE_STRATEGY, taught
+from ptft_bench.report.stats.descriptive import PairedResult, paired_by_seed
 from ptft_bench.report.stats.gaps import Gap, gap_from_draws
 from ptft_bench.report.stats.ranks import RankComparison, compare_across_tasks
 from ptft_bench.report.stats.significance import (
@@ -49,6 +51,9 @@ class TaskEvidence:
     ``eligible``: variants with a score whose selected runs did not all fail to learn (best,
     tie groups and recommendations consider only these). ``missing``: eligible variants without
     evidence, with the reason. ``reference``: the full fine-tuning variant when it is eligible.
+    ``seed_tests``: each eligible variant's test scores against the reference's, paired by seed
+    (a paired t-test; the comparison of record where a side has no predictions), empty without
+    a reference.
     """
 
     task: str
@@ -59,6 +64,7 @@ class TaskEvidence:
     missing: dict[str, str] = field(default_factory=dict)
     samples: TaskResamples | None = None
     comparison: TaskComparison | None = None
+    seed_tests: dict[str, PairedResult] = field(default_factory=dict)
 
     def has(self, variant: str) -> bool:
         """True when the variant's gaps can be bootstrapped."""
@@ -114,6 +120,12 @@ def task_evidence(g: pd.DataFrame, n_boot: int = N_BOOT) -> TaskEvidence:
     full = ok[ok["strategy"] == REFERENCE_STRATEGY]
     reference = str(full.sort_values("test_mean")["variant"].iloc[-1]) if len(full) else None
     ev = TaskEvidence(task, model, metric, reference, eligible)
+    if reference is not None:
+        ref_scores = full.loc[full["variant"] == reference, "seed_scores"].iloc[0]
+        ev.seed_tests = {
+            str(r["variant"]): paired_by_seed(r["seed_scores"], ref_scores)
+            for _, r in ok.iterrows()
+        }
     if metric not in METRICS:
         ev.missing = {v: f"no resampling for metric {metric!r}" for v in eligible}
         return ev

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from ptft_bench.report.aggregate import COST_COLUMNS
+from ptft_bench.report.aggregate import AVERAGED_COST_FIELDS
 from ptft_bench.report.evidence import Evidence
 from ptft_bench.report.stats.gaps import Gap
 
@@ -81,6 +81,6 @@ def summary_frame(lb: pd.DataFrame, evidence: Evidence) -> pd.DataFrame:
         for m, s in sorted(r["test_metrics"].items()):
             row[f"test_{m}_mean_points"] = s.mean
             row[f"test_{m}_std_points"] = s.std
-        row.update({c: r[c] for c in COST_COLUMNS})
+        row.update({c: r[c] for c in AVERAGED_COST_FIELDS})
         rows.append(row)
     return pd.DataFrame(rows)

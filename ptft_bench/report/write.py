@@ -14,15 +14,14 @@ from ptft_bench.report.evidence import Evidence, gather
 from ptft_bench.report.load import RunSet, load_runs
 from ptft_bench.report.render import fmt, html, markdown
 from ptft_bench.report.render.document import Document
+from ptft_bench.report.sections.across_tasks import across_section
 from ptft_bench.report.sections.answer import answer_section
-from ptft_bench.report.sections.common import (
-    cost_section,
-    did_not_learn_section,
-    failures_section,
-    setup_section,
-)
-from ptft_bench.report.sections.compare import across_section, figures_section
-from ptft_bench.report.sections.task import task_sections
+from ptft_bench.report.sections.cost import cost_section
+from ptft_bench.report.sections.did_not_learn import did_not_learn_section
+from ptft_bench.report.sections.failures import failures_section
+from ptft_bench.report.sections.figures import figures_section
+from ptft_bench.report.sections.leaderboards import task_sections
+from ptft_bench.report.sections.setup import setup_section
 from ptft_bench.report.summary import summary_frame
 
 FORMATS = frozenset({"md", "html", "csv"})
@@ -49,7 +48,8 @@ def build(
 
 
 def build_document(data: ReportData, figs: dict) -> Document:
-    """All sections, in reading order: the answer first, then the details."""
+    """All sections, in reading order: the answer first, then the details; numbered here, and
+    their cross-references resolved (`Document.numbered`)."""
     rs, lb, ev = data.runs, data.leaderboard, data.evidence
     title = "ptft-bench report" + (f": {', '.join(rs.suites)}" if rs.suites else "")
     doc = Document(title, [answer_section(lb, ev), setup_section(rs)])
@@ -59,13 +59,9 @@ def build_document(data: ReportData, figs: dict) -> Document:
     doc.sections += [
         did_not_learn_section(rs, lb),
         failures_section(rs),
-        cost_section(lb) if len(lb) else cost_section(_empty_lb()),
+        cost_section(lb),
     ]
-    return doc
-
-
-def _empty_lb() -> pd.DataFrame:
-    return pd.DataFrame(columns=["model", "task", "train_flops", "achieved_flops_per_second"])
+    return doc.numbered()
 
 
 def write_report(

@@ -1,5 +1,7 @@
-"""Section 1, the answer: for each budget, the variant to use, the variants tied with it, what
-each costs and how far each is from full fine-tuning (with its 95% interval).
+"""The answer, the report's first section: for each budget, the variant to use, the variants
+tied with it, what each costs and how far each is from full fine-tuning (with its 95% interval),
+and the notes that qualify it (one seed, missing evidence, tasks left out of the rule, noisy
+latency, variants never recommended).
 
 Everything comes from `recommend.recommendations` (the rule, stated in the report) and
 `evidence.Evidence` (the intervals and ties); this module only lays it out.
@@ -9,13 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ptft_bench.report.aggregate import (
-    across_tasks,
-    not_taught,
-    reference_variant,
-    taught,
-    vs_reference,
-)
+from ptft_bench.report.aggregate import across_tasks, not_taught, taught, vs_reference
 from ptft_bench.report.evidence import Evidence
 from ptft_bench.report.load import latency_noise_band
 from ptft_bench.report.recommend import (
@@ -28,8 +24,9 @@ from ptft_bench.report.recommend import (
 )
 from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import Cell, Paragraph, Section, Table
+from ptft_bench.report.sections.common import gap_to_full
 
-ANSWER_TITLE = "1. Answer: which strategy for which budget"
+ANSWER_TITLE = "Answer: which strategy for which budget"
 NOTE = (
     "Mean score: test primary metric (points) averaged over tasks. Δ vs full: mean over tasks of "
     "the gap to full fine-tuning, 95% bootstrap interval over test examples (and seeds when 2+). "
@@ -37,32 +34,6 @@ NOTE = (
     "quantity the budgets limit)."
 )
 COLUMNS = ["budget", "use", "mean score", "Δ vs full [95% CI]"]
-
-
-def gap_to_full(
-    evidence: Evidence, lb: pd.DataFrame, model: str, variant: str, overall: pd.DataFrame
-) -> Cell:
-    """Mean gap over tasks to full fine-tuning with its bootstrap interval; without predictions,
-    the paired t-test over (task, seed) pairs."""
-    ref = reference_variant(lb, model)
-    if ref is None:
-        return Cell(fmt.DASH)
-    if variant == ref:
-        return Cell("reference", 0.0)
-    gap, n = evidence.mean_gap(model, variant, ref)
-    if n == 0 and evidence.tasks:
-        return Cell("not compared (a side learned nothing)")
-    n_tasks = lb.loc[lb["model"] == model, "task"].nunique()
-    over = "" if n == n_tasks else f" ({n} of {n_tasks} tasks)"
-    if gap is not None:
-        text = fmt.gap(100 * gap.observed, 100 * gap.low, 100 * gap.high)
-        return Cell(text + over, 100 * gap.observed)
-    match = overall[(overall["model"] == model) & (overall["variant"] == variant)]
-    if match.empty:
-        return Cell(fmt.DASH)
-    p = match["paired"].iloc[0]
-    text = f"{fmt.signed(p.mean_diff, p.std_diff)} ({p.verdict()}; no per-example predictions)"
-    return Cell(text, p.mean_diff)
 
 
 def _cost_cells(c: pd.Series, axes: list[BudgetAxis]) -> list[Cell]:
@@ -120,7 +91,7 @@ def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
                 f"**Left out of the rule**: {left_out}. Under this budget most variants did not "
                 "beat the constant-prediction baseline there, so those tasks do not separate the "
                 "strategies: mean scores, gaps and ties above are over the other tasks; every "
-                "result is in the leaderboards (section 3) and section 6."
+                "result is in the leaderboards ({§leaderboards}) and {§did_not_learn}."
             )
         )
     noisy = _latency_noise_text(scored)
@@ -133,7 +104,7 @@ def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
         out.append(
             Paragraph(
                 f"Never recommended: {', '.join(f'`{v}`' for v in dead)} learned nothing at "
-                "their selected learning rate on some task (section 6)."
+                "their selected learning rate on some task ({§did_not_learn})."
             )
         )
     return out
@@ -152,7 +123,7 @@ def _latency_noise_text(scored: pd.DataFrame) -> str:
     return (
         f"**Serving latency is noisy here**: runs whose model serves the same computation as the "
         f"base model measured {lo:.2f}–{hi:.2f}× base (machine load while they were measured), "
-        "so a latency ratio or budget inside that band is not a real difference (section 8)."
+        "so a latency ratio or budget inside that band is not a real difference ({§cost})."
     )
 
 
@@ -174,7 +145,7 @@ def _left_out_text(scored: pd.DataFrame) -> str:
 
 def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
     """The report's first section."""
-    sec = Section(ANSWER_TITLE)
+    sec = Section(ANSWER_TITLE, key="answer")
     if lb.empty or lb["test_mean"].notna().sum() == 0:
         sec.blocks.append(Paragraph("No successful runs, so there is nothing to recommend yet."))
         return sec
@@ -190,7 +161,7 @@ def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
             sec.blocks.append(
                 Paragraph(
                     f"Model `{model}`: every task is left out of the rule (below), so there is "
-                    "nothing to recommend (see section 6)."
+                    "nothing to recommend (see {§did_not_learn})."
                 )
             )
             continue
@@ -198,7 +169,7 @@ def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
             sec.blocks.append(
                 Paragraph(
                     f"Model `{model}`: no variant has a result on every task and learned "
-                    "something on each, so there is nothing to recommend (see section 6)."
+                    "something on each, so there is nothing to recommend (see {§did_not_learn})."
                 )
             )
             continue

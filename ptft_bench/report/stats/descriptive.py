@@ -8,8 +8,9 @@ and are given only for 3+ seeds, where they mean something.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
@@ -84,6 +85,12 @@ def paired(a: Sequence[float], b: Sequence[float]) -> PairedResult:
     # ttest_rel(a, b) is the one-sample t-test of the differences against 0.
     res = sps.ttest_1samp(diffs, 0.0)
     return PairedResult(n, mean, std, float(res.statistic), float(res.pvalue))
+
+
+def paired_by_seed(a: Mapping[Any, float], b: Mapping[Any, float]) -> PairedResult:
+    """`paired` on the seeds two {seed: score} maps share, taken in the order of their names."""
+    common = sorted(set(a) & set(b), key=str)
+    return paired([a[s] for s in common], [b[s] for s in common])
 
 
 def pareto_mask(cost: Sequence[float], quality: Sequence[float]) -> list[bool]:

@@ -1,8 +1,10 @@
-"""Report sections that compare strategies across tasks and models, and the figures section."""
+"""The across-tasks section: per model, each variant's mean score, mean rank (with the Friedman
+test and the Nemenyi critical difference when there are enough tasks), mean gap to full
+fine-tuning and on how many tasks it is tied with it, the per-task gaps, and the Pareto-optimal
+variants per budget axis; then, with 2+ models, the model comparison subsection.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pandas as pd
 
@@ -13,19 +15,18 @@ from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import (
     Bullets,
     Cell,
-    Figure,
     Paragraph,
     Section,
     Table,
     mark_best,
 )
-from ptft_bench.report.sections.answer import gap_to_full
+from ptft_bench.report.sections.common import gap_to_full
 from ptft_bench.report.stats.ranks import RankComparison
 
 
 def across_section(lb: pd.DataFrame, evidence: Evidence) -> list[Section]:
-    """Section 4: mean score, mean rank, gaps to full fine-tuning over tasks; ranks tests."""
-    out = [Section("4. Across tasks")]
+    """Mean score, mean rank, gaps to full fine-tuning over tasks; rank tests; model comparison."""
+    out = [Section("Across tasks", key="across_tasks")]
     at = across_tasks(lb)
     _, overall = vs_reference(lb)
     fronts, costs = pareto_sets(lb), cost_table(lb)
@@ -203,45 +204,3 @@ def model_section(lb: pd.DataFrame) -> list[Section]:
     )
     sec.blocks.append(Table(cols, rows, note=note))
     return [sec]
-
-
-CAPTIONS = {
-    "forest": "Gap of each variant to full fine-tuning (points) with its 95% bootstrap interval; "
-    "filled: different from full fine-tuning at the 5% level (Holm), hollow: tied; × without "
-    "per-example predictions (no interval).",
-    "tradeoffs": "Quality against trainable parameters, train time and peak memory: mean test "
-    "score with its 95% interval; the dashed line is the Pareto frontier (nothing else is both "
-    "cheaper and better); grey: learned nothing.",
-    "bars": "Test score per variant: bar = mean, whisker = ±1 std over seeds, dots = individual "
-    "seeds.",
-    "curves": "Learning curves at the selected lr, averaged over seeds: train loss (moving "
-    "average) and validation primary metric by optimizer step.",
-    "forest_all": "Mean over tasks of the gap to full fine-tuning (points), 95% bootstrap "
-    "interval over test examples (and seeds); filled: the interval excludes 0.",
-    "cd": "Critical-difference diagram (Demšar 2006): mean rank over tasks (1 = best); variants "
-    "joined by a bar are not distinguishable (Nemenyi, α = 0.05).",
-}
-TASK_FIGURES = ("forest", "tradeoffs", "bars", "curves")
-MODEL_FIGURES = ("forest_all", "cd")
-
-
-def _figure(path: Path, caption: str) -> Figure:
-    return Figure(Path(path.parent.name) / path.name, caption)
-
-
-def figures_section(lb: pd.DataFrame, figs: dict[tuple[str, str, str], Path]) -> Section:
-    """Section 5: the figures, across tasks first, then per task and model."""
-    sec = Section("5. Figures")
-    if not figs:
-        sec.blocks.append(Paragraph("No successful runs, so there is nothing to plot."))
-    for model in sorted(lb["model"].unique()):
-        for kind in MODEL_FIGURES:
-            path = figs.get((kind, "", str(model)))
-            if path is not None:
-                sec.blocks.append(_figure(path, f"All tasks · `{model}` — {CAPTIONS[kind]}"))
-    for (model, task), _ in lb.groupby(["model", "task"]):
-        for kind in TASK_FIGURES:
-            path = figs.get((kind, str(task), str(model)))
-            if path is not None:
-                sec.blocks.append(_figure(path, f"{task} · `{model}` — {CAPTIONS[kind]}"))
-    return sec

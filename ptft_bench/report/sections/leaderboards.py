@@ -1,7 +1,10 @@
-"""Per-task sections: the floor (constant baseline, linear probe), the leaderboard with the gap of
-every variant to the task's best and to full fine-tuning (95% intervals, Holm-corrected
-p-values, tie groups, McNemar), the comparisons that lack evidence, and where the spread comes
-from (seeds vs test sample).
+"""The per-task leaderboards: one subsection per (task, model) with the floor (constant baseline,
+linear probe), the leaderboard with the gap of every variant to the task's best and to full
+fine-tuning (95% intervals, Holm-corrected p-values, tie groups, McNemar), the comparisons that
+lack evidence, and where the spread comes from (seeds vs test sample).
+
+The statistics come from `evidence.TaskEvidence` (the paired t-test over seeds too, the fallback
+without per-example predictions); this module only lays them out.
 """
 
 from __future__ import annotations
@@ -14,8 +17,6 @@ import pandas as pd
 from ptft_bench.report.evidence import Evidence, TaskEvidence
 from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import Bullets, Cell, Paragraph, Section, Table, mark_best
-from ptft_bench.report.sections.common import COST_SPEC
-from ptft_bench.report.stats.descriptive import paired
 from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS
 
 LINEAR_PROBE = "linear_probe"
@@ -35,6 +36,22 @@ MARK_NOTE = (
     "cross-check that concerns accuracy; † marks where it disagrees with the bootstrap. n/a: no "
     "per-example predictions (the gap is then a difference of means; against full fine-tuning a "
     "paired t-test over seeds when 2+ seeds). Variants that learned nothing are not compared."
+)
+
+# The cost columns of a leaderboard, shown where some variant has a value: (leaderboard column,
+# header, formatter, higher is better).
+LEADERBOARD_COST_SPEC = (
+    ("trainable_params", "trainable params", fmt.count, False),
+    ("trainable_pct", "% of model", fmt.pct, False),
+    ("train_seconds", "train time", fmt.seconds, False),
+    ("memory_bytes", "training memory", fmt.nbytes, False),
+    (
+        "inference_overhead",
+        "latency × base",
+        lambda x: f"{x:.2f}×" if fmt.finite(x) else fmt.DASH,
+        False,
+    ),
+    ("checkpoint_bytes", "checkpoint", fmt.nbytes, False),
 )
 
 
@@ -77,12 +94,12 @@ def _learned_cell(r: pd.Series) -> Cell:
     return Cell(text, float(r["n_learned"]) / n)
 
 
-def _fallback_full(r: pd.Series, ref: pd.Series | None) -> str:
-    """Δ vs full without predictions: paired t over seeds, or a difference of means."""
-    if ref is None:
+def _fallback_full(r: pd.Series, ref: pd.Series | None, ev: TaskEvidence) -> str:
+    """Δ vs full without predictions: the paired t-test over seeds (`TaskEvidence.seed_tests`),
+    or a difference of means."""
+    p = ev.seed_tests.get(str(r["variant"])) if ref is not None else None
+    if p is None:
         return fmt.DASH
-    common = sorted(set(r["seed_scores"]) & set(ref["seed_scores"]), key=str)
-    p = paired([r["seed_scores"][s] for s in common], [ref["seed_scores"][s] for s in common])
     if p.n_pairs >= 2:
         return f"{fmt.signed(p.mean_diff, p.std_diff)} ({p.verdict()})"
     return f"{fmt.signed(r['test_mean'] - ref['test_mean'])} ({p.verdict()})"
@@ -109,7 +126,7 @@ def _gap_cells(r: pd.Series, ev: TaskEvidence, best: pd.Series | None, ref: pd.S
             Cell(f"{fmt.signed(to_best)} (no CI)", to_best),
             Cell("n/a"),
             Cell(
-                _fallback_full(r, ref),
+                _fallback_full(r, ref, ev),
                 r["test_mean"] - ref["test_mean"] if ref is not None else None,
             ),
             Cell(fmt.DASH),
@@ -130,7 +147,7 @@ def _gap_cells(r: pd.Series, ev: TaskEvidence, best: pd.Series | None, ref: pd.S
         diff = r["test_mean"] - ref["test_mean"]
         return (
             cells
-            + [Cell(_fallback_full(r, ref), diff), Cell(fmt.DASH), Cell("n/a")]
+            + [Cell(_fallback_full(r, ref, ev), diff), Cell(fmt.DASH), Cell("n/a")]
             + [Cell(fmt.DASH)]
         )
     return cells + [
@@ -202,7 +219,7 @@ def leaderboard_table(g: pd.DataFrame, ev: TaskEvidence) -> Table:
     lay = _Layout(
         primary,
         sorted({m for d in g["test_metrics"] for m in d} - {primary}),
-        [c for c in COST_SPEC if g[c[0]].notna().any()],
+        [c for c in LEADERBOARD_COST_SPEC if g[c[0]].notna().any()],
         bool((g["n_learned"] + g["n_not_learned"]).any()),
         ev.comparison is not None and ev.metric in CLASSIFICATION_METRICS,
     )
@@ -271,8 +288,8 @@ def task_section(g: pd.DataFrame, ev: TaskEvidence) -> Section:
 
 
 def task_sections(lb: pd.DataFrame, evidence: Evidence) -> list[Section]:
-    """Section 3: a leaderboard per task per model."""
-    head = Section("3. Per-task leaderboards")
+    """The section's head, then a leaderboard subsection per task per model."""
+    head = Section("Per-task leaderboards", key="leaderboards")
     if evidence.one_seed:
         head.blocks.append(Paragraph(ONE_SEED))
     out = [head]
