@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="strategies to run: the suite's variants of these names, or e.g. lora:r=16,alpha=32",
     )
     run.add_argument("--lrs", type=_floats, help="comma-separated learning rates for every variant")
+    run.add_argument(
+        "--trials",
+        type=int,
+        help="tune every strategy with this many trials per (task, model) (Optuna; the "
+        "suite's [tuning] otherwise); 0 = untuned, at the listed learning rates",
+    )
     run.add_argument("--seeds", type=_ints, help="comma-separated seeds")
     run.add_argument(
         "--model",
@@ -177,6 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "precision": args.precision,
         "pooling": args.pooling,
         "output_dir": args.out,
+        "tuning.trials": args.trials,
         "budget.epochs": args.epochs,
         "budget.max_steps": args.max_steps,
         "budget.batch_size": args.batch_size,
@@ -208,6 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         write_report_at_end=not args.no_report,
         jobs=jobs,
         announce=announce,
+        retry_failed=args.retry_failed,
     )
     from accelerate import PartialState
 
@@ -227,7 +235,7 @@ def _estimate_line(plan, jobs) -> str:
     from ptft_bench.sweep.estimate import estimate
     from ptft_bench.sweep.loop import calibration_key, plan_work
 
-    if not plan.todo:
+    if not plan.todo and not plan.studies:
         return ""
     ctx = SweepContext(plan.suite.data, plan.suite.precision, progress=False)
     works = plan_work(plan, ctx)

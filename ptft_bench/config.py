@@ -18,6 +18,7 @@ from typing import Any
 from ptft_bench.errors import UserError
 from ptft_bench.models.pooling import CHOICES as POOLING_CHOICES
 from ptft_bench.strategy.registry import build_config
+from ptft_bench.tuning.space import TuningConfig
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,9 @@ class StrategyVariant:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
     lrs: list[float] | None = None  # None: the strategy's literature default grid
+    # with [tuning]: the search space, e.g. {"lr": [1e-4, 3e-3], "r": [4, 8, 16]}; None: the
+    # strategy's own learning-rate range (`Strategy.lr_range`)
+    search: dict[str, Any] | None = None
 
     def label(self) -> str:
         if not self.params:
@@ -125,6 +129,9 @@ class SuiteConfig:
     # which vector the head reads: auto (the model's own metadata) | cls | mean | last
     pooling: str = "auto"
     output_dir: str | None = None  # default runs/<name>
+    # the trial budget every strategy gets per (task, model) (`ptft_bench.tuning`); None: each
+    # variant runs at its listed learning rates, untuned
+    tuning: TuningConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -137,6 +144,13 @@ class SuiteConfig:
             raise ValueError("suite lists no seeds")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.tuning is not None and self.tuning.seed is None:
+            self.tuning.seed = self.seeds[0]
+        if self.tuning is not None and self.tuning.seed not in self.seeds:
+            raise ValueError(
+                f"tuning.seed {self.tuning.seed} must be one of the suite's seeds "
+                f"{self.seeds}: the trials' seed is the first seed of the final runs"
+            )
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(
                 f"pooling must be one of {', '.join(POOLING_CHOICES)}, got {self.pooling!r}"
@@ -196,11 +210,16 @@ def suite_from_dict(
         )
     budget = dict(raw.pop("budget", {}) or {})
     data = dict(raw.pop("data", {}) or {})
+    tuning = raw.pop("tuning", None)
+    tuning = dict(tuning) if tuning is not None else None
     strategies = raw.pop("strategies", [])
     for key, value in overrides.items():
         if value is None or key in ("strategies", "lrs"):
             continue
         section, _, name = key.rpartition(".")
+        if section == "tuning":
+            tuning = {**(tuning or {}), name: value}
+            continue
         target = {"budget": budget, "data": data, "": raw}[section]
         target[name] = value
     if overrides.get("strategies") is not None:
@@ -212,14 +231,37 @@ def suite_from_dict(
         ]
     try:
         variants = [_variant(s, where) for s in strategies]
+        tuned = _tuning(tuning, variants, overrides.get("lrs") is not None, where)
         return SuiteConfig(
             **raw,
             strategies=variants,
             budget=build_config(Budget, budget, owner="budget"),
             data=build_config(DataConfig, data, owner="data"),
+            tuning=tuned,
         )
     except (TypeError, ValueError) as e:
         raise UserError(f"{where}: {e}") from None
+
+
+def _tuning(
+    raw: dict[str, Any] | None, variants: list[StrategyVariant], cli_lrs: bool, where: str
+) -> TuningConfig | None:
+    """The `[tuning]` table (`--trials 0` turns it off); a tuned variant lists no lrs."""
+    if raw is None or raw.get("trials") == 0:
+        return None
+    tuning = build_config(TuningConfig, raw, owner="tuning")
+    if cli_lrs:
+        raise UserError(
+            "--lrs fixes the learning rates, but this suite tunes them ([tuning]); drop --lrs, "
+            "or pass --trials 0 to run the listed learning rates untuned"
+        )
+    fixed = [v.name for v in variants if v.lrs]
+    if fixed:
+        raise UserError(
+            f"{where}: {', '.join(fixed)} list lrs, but the suite tunes them ([tuning]): give a "
+            "range instead, search = { lr = [low, high] }"
+        )
+    return tuning
 
 
 def _variant(entry: Any, where: str) -> StrategyVariant:
@@ -227,19 +269,25 @@ def _variant(entry: Any, where: str) -> StrategyVariant:
         return StrategyVariant(entry)
     if not isinstance(entry, dict):
         raise UserError(f"{where}: each [[strategies]] entry must be a table, got {entry!r}")
-    allowed = {"name", "params", "lrs"}
+    allowed = {"name", "params", "lrs", "search"}
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise UserError(
-            f"{where}: unknown key(s) {', '.join(unknown)} in [[strategies]]; allowed: name, params, lrs"
+            f"{where}: unknown key(s) {', '.join(unknown)} in [[strategies]]; allowed: "
+            "name, params, lrs, search"
         )
     if "name" not in entry:
         raise UserError(f"{where}: a [[strategies]] entry has no name")
     lrs = entry.get("lrs")
     if lrs is not None and (not lrs or any(not isinstance(x, (int, float)) or x <= 0 for x in lrs)):
         raise UserError(f"{where}: lrs of {entry['name']} must be positive numbers, got {lrs}")
+    search = entry.get("search")
+    if search is not None and not isinstance(search, dict):
+        raise UserError(
+            f"{where}: search of {entry['name']} must be a table, e.g. {{ lr = [1e-4, 1e-3] }}"
+        )
     return StrategyVariant(
-        entry["name"], dict(entry.get("params", {})), lrs and [float(x) for x in lrs]
+        entry["name"], dict(entry.get("params", {})), lrs and [float(x) for x in lrs], search
     )
 
 

@@ -21,6 +21,7 @@ class BitFit(Strategy):
     family = "bias"
     # The paper sweeps 1e-4..1e-3 (biases need larger steps than full fine-tuning).
     default_lrs = (1e-4, 1e-3)
+    search_lr = (1e-4, 1e-2)  # BitFit (Ben Zaken et al. 2022) used 1e-4..1e-3 on BERT-large
 
     @classmethod
     def supports(cls, model: nn.Module) -> str | None:

@@ -39,6 +39,7 @@ class DiscriminativeLR(Strategy):
     family = "layerwise"
     config_class = DiscriminativeLRConfig
     default_lrs = (2e-5, 5e-5)
+    search_lr = (1e-5, 1e-4)  # the top layer's rate: as full fine-tuning
 
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         self.bind(model, context)

@@ -10,6 +10,7 @@ class FullFineTuning(Strategy):
     description = "Train every parameter (the baseline every other strategy is compared with)."
     family = "full"
     default_lrs = (2e-5, 5e-5)
+    search_lr = (1e-5, 1e-4)  # BERT (Devlin et al. 2019) searched 2e-5..5e-5
 
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         self.bind(model, context)

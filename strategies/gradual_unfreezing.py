@@ -66,6 +66,7 @@ class GradualUnfreezing(Strategy):
     family = "layerwise"
     config_class = GradualUnfreezingConfig
     default_lrs = (5e-5, 1e-4)
+    search_lr = (2e-5, 3e-4)  # ULMFiT-style schedules train fewer layers at a time
 
     # -- stages --------------------------------------------------------------------------------
     def num_stages(self, model: nn.Module) -> int:

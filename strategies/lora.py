@@ -49,6 +49,7 @@ class LoraStrategy(PeftStrategy):
     config_class = LoraStrategyConfig
     # Hu et al. 2021 (RoBERTa-base GLUE) used 4e-4..5e-4; peft's examples 1e-3.
     default_lrs = (5e-4, 1e-3)
+    search_lr = (1e-4, 3e-3)  # LoRA (Hu et al. 2021): 4e-4..5e-4 on RoBERTa
     method = "lora"
 
     @classmethod

@@ -333,79 +333,118 @@ class GenericPeft(PeftStrategy):
     description = "Any peft method by name (method=...), with its own config fields, + head."
 
 
-# Report colour groups: weight-update reparametrisations, soft prompts, activation scaling.
-_FAMILY = {
-    "prompt_tuning": "prompt",
-    "p_tuning": "prompt",
-    "prefix_tuning": "prompt",
-    "ia3": "scaling",
-    "vera": "lora",
-    "adalora": "lora",
-    "loha": "lora",
-    "lokr": "lora",
-    "oft": "lora",
-}
+# The peft methods under their own names, with our defaults (a variant is a config delta).
+# Families are the report's colour groups: weight-update reparametrisations ("lora"), soft
+# prompts ("prompt"), activation scaling ("scaling"). Learning rates: IA3 (Liu et al. 2022,
+# T-Few) trains scaling vectors at 3e-3; prompt tuning (Lester et al. 2021) used 0.3; P-tuning v2 /
+# prefix tuning on encoders (Liu et al. 2022) 5e-3..1e-2; the factorised LoRA relatives sit with
+# LoRA at 5e-4..1e-3 (Hu et al. 2021). VeRA trains only scaling vectors over frozen random
+# projections, so it needs a larger rank and rate (Kopiczko et al. 2024: r=1024, lr ~1e-2 on GLUE
+# with RoBERTa-base).
+@register_strategy("ia3")
+class Ia3Strategy(PeftStrategy):
+    """IA3: learned scaling of keys, values and FFN output, + head."""
+
+    description = __doc__
+    family = "scaling"
+    method = "ia3"
+    default_lrs = (3e-3, 1e-2)
+    search_lr = (1e-3, 3e-2)
+    default_targets = ("key", "value", "ffn_out")
+    defaults: ClassVar[dict[str, Any]] = {}
 
 
-def _shortcut(method: str, desc: str, lrs: tuple[float, ...], **defaults: Any) -> None:
-    """Register peft `method` under its own name with our defaults (a variant is a config delta)."""
-    attrs = {
-        "family": _FAMILY.get(method, "peft"),
-        "description": desc,
-        "__doc__": desc,
-        "method": method,
-        "default_lrs": lrs,
-        "default_targets": defaults.pop("default_targets", ("query", "value")),
-        "defaults": defaults,
-    }
-    cls = type(f"{method.title().replace('_', '')}Strategy", (PeftStrategy,), attrs)
-    register_strategy(method)(cls)
+@register_strategy("prompt_tuning")
+class PromptTuningStrategy(PeftStrategy):
+    """Prompt tuning: 20 trainable soft-prompt tokens, + head."""
+
+    description = __doc__
+    family = "prompt"
+    method = "prompt_tuning"
+    default_lrs = (3e-2, 3e-1)
+    search_lr = (3e-3, 3e-1)
+    defaults: ClassVar[dict[str, Any]] = {"num_virtual_tokens": 20}
 
 
-# name: (description, default learning rates, our defaults for peft's fields). Learning rates:
-# IA3 (Liu et al. 2022, T-Few) trains scaling vectors at 3e-3; prompt tuning (Lester et al. 2021)
-# used 0.3; P-tuning v2 / prefix tuning on encoders (Liu et al. 2022) 5e-3..1e-2; the factorised
-# LoRA relatives sit with LoRA at 5e-4..1e-3 (Hu et al. 2021). VeRA trains only scaling vectors
-# over frozen random projections, so it needs a larger rank and rate (Kopiczko et al. 2024: r=1024,
-# lr ~1e-2 on GLUE with RoBERTa-base).
-_SHORTCUTS: dict[str, tuple[str, tuple[float, ...], dict[str, Any]]] = {
-    "ia3": (
-        "IA3: learned scaling of keys, values and FFN output, + head.",
-        (3e-3, 1e-2),
-        {"default_targets": ("key", "value", "ffn_out")},
-    ),
-    "prompt_tuning": (
-        "Prompt tuning: 20 trainable soft-prompt tokens, + head.",
-        (3e-2, 3e-1),
-        {"num_virtual_tokens": 20},
-    ),
-    "p_tuning": (
-        "P-tuning: an MLP prompt encoder for 20 virtual tokens, + head.",
-        (1e-3, 1e-2),
-        {"num_virtual_tokens": 20, "encoder_hidden_size": 128},
-    ),
-    "prefix_tuning": (
-        "Prefix tuning: 20 trainable key/value prefixes in every layer, + head.",
-        (5e-3, 1e-2),
-        {"num_virtual_tokens": 20},
-    ),
-    "adalora": (
-        "AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training, + head.",
-        (5e-4, 1e-3),
-        {"init_r": 12, "target_r": 8, "lora_alpha": 16},
-    ),
-    "loha": (
-        "LoHa: Hadamard product of low-rank factors, + head.",
-        (5e-4, 1e-3),
-        {"r": 8, "alpha": 8},
-    ),
-    "lokr": ("LoKr: Kronecker-product weight update, + head.", (5e-4, 1e-3), {"r": 8, "alpha": 8}),
-    "vera": (
-        "VeRA: frozen random projections, trained scalings, + head.",
-        (4e-3, 1e-2),
-        {"r": 256},
-    ),
-    "oft": ("OFT: orthogonal block rotation of the weights, + head.", (5e-4, 1e-3), {}),
-}
-for _method, (_desc, _lrs, _defaults) in _SHORTCUTS.items():
-    _shortcut(_method, _desc, _lrs, **_defaults)
+@register_strategy("p_tuning")
+class PTuningStrategy(PeftStrategy):
+    """P-tuning: an MLP prompt encoder for 20 virtual tokens, + head."""
+
+    description = __doc__
+    family = "prompt"
+    method = "p_tuning"
+    default_lrs = (1e-3, 1e-2)
+    search_lr = (3e-4, 3e-2)
+    defaults: ClassVar[dict[str, Any]] = {"num_virtual_tokens": 20, "encoder_hidden_size": 128}
+
+
+@register_strategy("prefix_tuning")
+class PrefixTuningStrategy(PeftStrategy):
+    """Prefix tuning: 20 trainable key/value prefixes in every layer, + head."""
+
+    description = __doc__
+    family = "prompt"
+    method = "prefix_tuning"
+    default_lrs = (5e-3, 1e-2)
+    search_lr = (1e-3, 3e-2)
+    defaults: ClassVar[dict[str, Any]] = {"num_virtual_tokens": 20}
+
+
+@register_strategy("adalora")
+class AdaloraStrategy(PeftStrategy):
+    """AdaLoRA: SVD-form LoRA whose rank budget is reallocated during training, + head."""
+
+    description = __doc__
+    family = "lora"
+    method = "adalora"
+    default_lrs = (5e-4, 1e-3)
+    search_lr = (1e-4, 3e-3)
+    defaults: ClassVar[dict[str, Any]] = {"init_r": 12, "target_r": 8, "lora_alpha": 16}
+
+
+@register_strategy("loha")
+class LohaStrategy(PeftStrategy):
+    """LoHa: Hadamard product of low-rank factors, + head."""
+
+    description = __doc__
+    family = "lora"
+    method = "loha"
+    default_lrs = (5e-4, 1e-3)
+    search_lr = (1e-4, 3e-3)
+    defaults: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 8}
+
+
+@register_strategy("lokr")
+class LokrStrategy(PeftStrategy):
+    """LoKr: Kronecker-product weight update, + head."""
+
+    description = __doc__
+    family = "lora"
+    method = "lokr"
+    default_lrs = (5e-4, 1e-3)
+    search_lr = (1e-4, 3e-3)
+    defaults: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 8}
+
+
+@register_strategy("vera")
+class VeraStrategy(PeftStrategy):
+    """VeRA: frozen random projections, trained scalings, + head."""
+
+    description = __doc__
+    family = "lora"
+    method = "vera"
+    default_lrs = (4e-3, 1e-2)
+    search_lr = (1e-3, 3e-2)
+    defaults: ClassVar[dict[str, Any]] = {"r": 256}
+
+
+@register_strategy("oft")
+class OftStrategy(PeftStrategy):
+    """OFT: orthogonal block rotation of the weights, + head."""
+
+    description = __doc__
+    family = "lora"
+    method = "oft"
+    default_lrs = (5e-4, 1e-3)
+    search_lr = (1e-4, 3e-3)
+    defaults: ClassVar[dict[str, Any]] = {}

@@ -59,6 +59,7 @@ class TopK(Strategy):
     config_class = TopKConfig
     # Between full fine-tuning (2e-5..5e-5) and head-only: fewer, higher layers move further.
     default_lrs = (5e-5, 1e-4)
+    search_lr = (3e-5, 1e-3)  # few trainable blocks tolerate larger rates
 
     def num_trained_blocks(self, parts: ModelParts) -> int:
         """k on this model (resolves freeze_bottom); raises ValueError naming k and the depth."""

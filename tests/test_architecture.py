@@ -106,6 +106,57 @@ def test_no_import_cycles():
     assert _cycles(_graph()) == []
 
 
+MAX_TOP_LEVEL_MODULES = 10  # beside __init__ and __main__: the rest lives in a subpackage by role
+
+
+def test_few_top_level_modules():
+    top = sorted(
+        p.stem for p in (REPO / "ptft_bench").glob("*.py") if p.stem not in ("__init__", "__main__")
+    )
+    assert len(top) <= MAX_TOP_LEVEL_MODULES, f"{len(top)} top-level modules: {top}"
+
+
+def _subpackages() -> list[Path]:
+    return sorted(
+        p.parent
+        for p in (REPO / "ptft_bench").rglob("__init__.py")
+        if p.parent.name != "ptft_bench"
+    )
+
+
+@pytest.mark.parametrize("folder", _subpackages(), ids=lambda p: p.relative_to(REPO).as_posix())
+def test_every_subpackage_says_what_it_owns(folder):
+    text = (folder / "__init__.py").read_text()
+    docstring = ast.get_docstring(ast.parse(text))
+    assert docstring and len(docstring.split()) >= 8, f"{folder}: open with what it owns"
+
+
+def _package_graph() -> dict[str, set[str]]:
+    """The import graph collapsed to ptft_bench's first level (subpackages and top modules)."""
+
+    def top(module: str) -> str | None:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if parts[0] == "ptft_bench" and len(parts) > 1 else None
+
+    graph: dict[str, set[str]] = {}
+    for name, targets in _graph().items():
+        src = top(name)
+        if src is None:
+            continue
+        graph.setdefault(src, set())
+        for t in targets:
+            dst = top(t)
+            if dst is not None and dst != src:
+                graph[src].add(dst)
+                graph.setdefault(dst, set())
+    return graph
+
+
+def test_no_subpackage_imports_a_sibling_that_imports_it_back():
+    """Roles are layered (tasks <- models <- strategy <- cost <- run <- sweep): no cycles."""
+    assert _cycles(_package_graph()) == []
+
+
 def test_no_private_names_imported_across_modules():
     bad = [
         f"{name} imports {imported} from {module}"

@@ -86,6 +86,15 @@ class RunRecord:
             "sha256; `ptft_bench.models.gguf`); null for a model used as it was saved"
         ),
     )
+    tuning: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            'null for a run outside tuning; else {"role": "trial" | "seed", "study": name, and for '
+            'a trial "trial" (its number), "params" (what the sampler chose), "state" ("complete" '
+            '| "pruned"), "value" (the validation score Optuna was told), "pruned_at_epoch"} '
+            "(`ptft_bench.tuning`)"
+        ),
+    )
     schema_version: int = field(default=SCHEMA_VERSION, metadata=doc("record layout version"))
 
     # -- outcome -------------------------------------------------------------------------------
@@ -115,6 +124,13 @@ class RunRecord:
     )
     primary_metric: str | None = field(default=None, metadata=doc("the metric that ranks runs"))
     best_epoch: int | None = field(default=None, metadata=doc("epoch whose weights scored test"))
+    training_stop: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            'why training ended: {"reason": "budget" | "early_stopping" | "pruned", "epochs_run", '
+            '"epochs_budget", "still_improving": the best epoch was the last of a full budget}'
+        ),
+    )
     steps: int | None = field(default=None, metadata=doc("optimizer steps taken"))
     predictions: dict[str, Any] | None = field(
         default=None,
@@ -134,8 +150,9 @@ class RunRecord:
     learning_check: dict[str, Any] | None = field(
         default=None,
         metadata=doc(
-            '{"learned": bool, "reasons": [...], "first_loss", "last_loss"}: false when the '
-            "train loss ended far above its start or the test score is not above the baseline"
+            '{"learned": bool, "collapsed": bool, "reasons": [...], "first_loss", "last_loss", '
+            '"split": "validation", "gain": {"metric", "value", "interval"}}: decided on '
+            "validation (`ptft_bench.run.baselines.learning_check`); older records judged test"
         ),
     )
     fit: dict[str, Any] | None = field(
@@ -252,13 +269,9 @@ class RunRecord:
     @classmethod
     def ok(cls, spec: SpecLike, env: dict[str, Any], started: str, **measured: Any) -> RunRecord:
         """A successful run: the spec's identity plus what execute measured."""
+        fields = {**spec.identity_fields(), **measured}  # measured may complete the identity
         return cls(
-            **spec.identity_fields(),
-            env=_with_hash(env, spec),
-            status="ok",
-            started_at=started,
-            finished_at=now(),
-            **measured,
+            **fields, env=_with_hash(env, spec), status="ok", started_at=started, finished_at=now()
         )
 
     @classmethod
@@ -340,5 +353,5 @@ def update_contract_doc(path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    doc_path = Path(__file__).resolve().parents[1] / "docs" / "CONTRACTS.md"
+    doc_path = Path(__file__).resolve().parents[2] / "docs" / "CONTRACTS.md"
     print(f"{doc_path}: {'updated' if update_contract_doc(doc_path) else 'up to date'}")

@@ -163,6 +163,21 @@ class RunStore:
         return n
 
 
+def this_process() -> dict[str, Any]:
+    """{"pid", "host", "start"}: who holds a claim (or owns a tuning trial), checkable later."""
+    pid = os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "start": _process_start(pid)}
+
+
+def process_alive(info: dict[str, Any] | None) -> bool:
+    """False only for a process on this host that is gone; another host's is assumed alive."""
+    if not info or not info.get("pid"):
+        return False
+    if info.get("host") != socket.gethostname():
+        return True
+    return _alive((int(info["pid"]), info.get("start")))
+
+
 def _claim_owner(path: Path) -> tuple[int, str | None] | None:
     """(pid, start time) of a claim made on this host; None if unreadable, absent or remote."""
     try:

@@ -29,7 +29,7 @@ from ptft_bench.models.parts import find_parts, unique_named_parameters
 from ptft_bench.records.record import RunRecord, now
 from ptft_bench.records.store import RunStore
 from ptft_bench.run.caching import prepare_cache
-from ptft_bench.run.measure import Trained, measure_inference, measurements, pad_id_of
+from ptft_bench.run.measure import RunInputs, Trained, measure_inference, measurements
 from ptft_bench.run.spec import RunSpec
 from ptft_bench.run.train import fit, score
 from ptft_bench.strategy.registry import StrategyContext
@@ -141,37 +141,38 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
         strategy = spec.new_strategy()
         model = strategy.apply(model, context)
         parts = context.parts if model is context.parts.model else find_parts(model)
-        trained = _train(spec, ctx, task, encoded, strategy, parts)
-    trained.memory, trained.spec_model = memory, spec.model
-    trained.inference = measure_inference(spec, ctx, encoded, trained, base_params)
+        run = RunInputs(spec, ctx, task, encoded, strategy, parts)
+        trained = _train(run)
+    # A pruned trial can never be selected: its serving cost is not worth measuring.
+    inference_cost = None if trained.pruned else measure_inference(run, base_params)
     labels = {name: encoded[name].labels for name in trained.fit.predictions}
     predictions = {
         name: {"pred": pred, "label": labels[name]}
         for name, pred in trained.fit.predictions.items()
     }
-    measured = measurements(ctx, task, encoded, trained, labels)
+    measured = measurements(run, trained, memory, inference_cost, labels)
     return RunResult(RunRecord.ok(spec, ctx.env, started, **measured), predictions)
 
 
-def _fit_closed_form(spec, ctx, task, encoded, strategy, parts) -> Trained:
+def _fit_closed_form(run: RunInputs) -> Trained:
     """Closed-form strategies: features of the frozen model once, the strategy fits, then score."""
-    model, acc = parts.model.to(ctx.accelerator.device), ctx.accelerator
-    pad_id = pad_id_of(ctx.tokenizer(spec.model))
+    spec, encoded, parts, acc = run.spec, run.encoded, run.parts, run.ctx.accelerator
+    model = parts.model.to(acc.device)
     linear = head_linear(parts)[1]
     fm = flops.flops_model(model, parts=parts)
     t0 = time.perf_counter()
     feats = {
         name: (
             features.extract(
-                model, linear, encoded[name], pad_id, spec.budget.eval_batch_size, acc.device
+                model, linear, encoded[name], run.pad_id, spec.budget.eval_batch_size, acc.device
             ),
             encoded[name].labels,
         )
         for name in ("train", "validation")
     }
-    info = strategy.fit_features(model, feats, task.spec)
+    info = run.strategy.fit_features(model, feats, run.task.spec)
     seconds = time.perf_counter() - t0
-    result = score(model, encoded, task.spec, spec.budget, acc, pad_id)
+    result = score(model, encoded, run.task.spec, spec.budget, acc, run.pad_id)
     result.train_seconds = seconds
     result.train_samples = len(encoded["train"])
     tokens = sum(float(encoded[n].lengths.sum()) for n in ("train", "validation"))
@@ -181,21 +182,25 @@ def _fit_closed_form(spec, ctx, task, encoded, strategy, parts) -> Trained:
         flops.prefix_forward_flops(fm, mean_len, len(parts.blocks), spec.budget.eval_batch_size)
         * tokens
     )
-    trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
+    trainable = {n for n, _ in run.strategy.trainable_named_parameters(model)}
     cache_info = {"used": False, "reason": "closed-form fit on features extracted once"}
-    return Trained(result, strategy, parts, trainable, train_flops, cache_info, info)
+    return Trained(result, trainable, train_flops, cache_info, info)
 
 
-def _train(spec, ctx, task, encoded, strategy, parts) -> Trained:
+def _train(run: RunInputs) -> Trained:
     """Count, cache what stays frozen, fit, and meter FLOPs and memory on the way."""
-    if not strategy.trains_by_gradient:
-        return _fit_closed_form(spec, ctx, task, encoded, strategy, parts)
-    model, acc, budget = parts.model, ctx.accelerator, spec.budget
-    pad_id = pad_id_of(ctx.tokenizer(spec.model))
+    if not run.strategy.trains_by_gradient:
+        return _fit_closed_form(run)
+    spec, strategy, parts, encoded = run.spec, run.strategy, run.parts, run.encoded
+    model, acc, budget, pad_id = parts.model, run.ctx.accelerator, spec.budget, run.pad_id
     trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
     fm = flops.flops_model(model, parts=parts)  # the set that trains now (before any unfreezing)
     callbacks = strategy.callbacks()
     changes = any(cb.changes_trainable_set() for cb in callbacks)
+    schedule = budget.schedule(len(encoded["train"]), acc.num_processes)
+    pruning = (
+        spec.trial.callback(run.task.spec.primary_metric, schedule.epochs) if spec.trial else None
+    )
     cache, cache_info = prepare_cache(
         parts, trainable, changes, encoded, budget, pad_id, acc.device
     )
@@ -205,15 +210,15 @@ def _train(spec, ctx, task, encoded, strategy, parts) -> Trained:
         model,
         strategy.param_groups(model, spec.lr, budget.weight_decay),
         encoded,
-        task.spec,
+        run.task.spec,
         budget,
         spec.seed,
         acc,
         pad_id,
-        callbacks=[meter, *callbacks],
+        callbacks=[meter, *callbacks, *([pruning] if pruning else [])],
         get_state=lambda: strategy.trainable_state_dict(model),
         set_state=lambda s: strategy.load_trainable_state_dict(model, s),
-        progress=ctx.progress,
+        progress=run.ctx.progress,
         desc=f"{spec.task}/{spec.variant.label()}",
         cache=cache,
     )
@@ -226,7 +231,9 @@ def _train(spec, ctx, task, encoded, strategy, parts) -> Trained:
         train_flops += (
             flops.prefix_forward_flops(fm, mean_len, first_cached, budget.eval_batch_size) * tokens
         )
-    return Trained(result, strategy, parts, trainable, train_flops, cache_info)
+    return Trained(
+        result, trainable, train_flops, cache_info, tuning=pruning.outcome() if pruning else None
+    )
 
 
 def run_one(

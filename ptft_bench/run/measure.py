@@ -22,27 +22,43 @@ from ptft_bench.run.train import FitResult
 from ptft_bench.strategy.registry import Strategy
 
 
-@dataclass
+@dataclass(frozen=True)
+class RunInputs:
+    """One run once its model is prepared: what training and every measurement read."""
+
+    spec: Any  # `ptft_bench.run.spec.RunSpec`
+    ctx: Any  # `ptft_bench.run.execute.SweepContext`
+    task: Any  # `ptft_bench.tasks.TaskData`
+    encoded: dict[str, Any]  # split -> `ptft_bench.tasks.encode.EncodedSplit`
+    strategy: Strategy
+    parts: ModelParts
+
+    @property
+    def pad_id(self) -> int:
+        return pad_id_of(self.ctx.tokenizer(self.spec.model))
+
+
+@dataclass(frozen=True)
 class Trained:
     """A trained run, on its way to a record."""
 
     fit: FitResult
-    strategy: Strategy
-    parts: ModelParts
     trainable: set[str]
     flops: float
     cache_info: dict[str, Any]
     fit_info: dict[str, Any] | None = None
-    memory: cost.PeakMemory | None = None
-    inference: dict[str, Any] | None = None
-    spec_model: str = ""  # the model spec, to say where converted weights came from
+    tuning: dict[str, Any] | None = None  # a trial's outcome (`TrialRef.callback().outcome()`)
+
+    @property
+    def pruned(self) -> bool:
+        return bool(self.tuning and self.tuning.get("state") == "pruned")
 
 
 def pad_id_of(tokenizer) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
 
-def measure_inference(spec, ctx, encoded, trained: Trained, base_params: int) -> dict[str, Any]:
+def measure_inference(run: RunInputs, base_params: int) -> dict[str, Any]:
     """Latency and throughput on the test split, of the trained and (if any) merged model.
 
     `same_architecture_as_base`: the trained model has the base model's parameters and no
@@ -50,17 +66,16 @@ def measure_inference(spec, ctx, encoded, trained: Trained, base_params: int) ->
     unmodified base model's when it computes a strategy's inference overhead.
     """
     t0 = time.perf_counter()
-    model, acc = trained.parts.model, ctx.accelerator
-    pad_id = pad_id_of(ctx.tokenizer(spec.model))
-    test = encoded["test"]
-    batch = spec.budget.eval_batch_size
+    model, acc, pad_id = run.parts.model, run.ctx.accelerator, run.pad_id
+    test = run.encoded["test"]
+    batch = run.spec.budget.eval_batch_size
     out: dict[str, Any] = {
         "model": inference.measure(model, test, pad_id, acc.device, acc.autocast, batch)
     }
     params = sum(p.numel() for _, p in unique_named_parameters(model))
     wrapped = hasattr(model, "peft_config")
     out["same_architecture_as_base"] = params == base_params and not wrapped
-    merged = trained.strategy.merged(model)
+    merged = run.strategy.merged(model)
     if merged is not None:
         out["merged"] = inference.measure(merged, test, pad_id, acc.device, acc.autocast, batch)
         out["merged_max_logit_difference"] = inference.max_logit_difference(
@@ -71,26 +86,35 @@ def measure_inference(spec, ctx, encoded, trained: Trained, base_params: int) ->
     return out
 
 
-def measurements(ctx, task, encoded, trained: Trained, labels) -> dict[str, Any]:
+def measurements(
+    run: RunInputs,
+    trained: Trained,
+    memory: cost.PeakMemory | None,
+    inference_cost: dict[str, Any] | None,
+    labels: dict[str, Any],
+) -> dict[str, Any]:
     """Every measured field of the record (`RunRecord`), from the trained run."""
-    r = trained.fit
-    base = baselines.baseline(task.spec, encoded["train"].labels, labels)
+    r, task = trained.fit, run.task
+    base = baselines.baseline(task.spec, run.encoded["train"].labels, labels)
     primary = task.spec.primary_metric
-    check = baselines.learning_check(r.history, r.test[primary], base["test"][primary], primary)
+    val_preds = r.predictions.get("validation")
+    check = baselines.learning_check(task.spec, r.history, val_preds, labels["validation"])
     return {
-        "precision": ctx.precision,
-        "model_source": model_source(trained.spec_model) if trained.spec_model else None,
-        "task_info": _task_info(task, encoded),
+        "precision": run.ctx.precision,
+        "model_source": model_source(run.spec.model),
+        "task_info": _task_info(task, run.encoded),
         "metrics": r.metrics,
         "primary_metric": primary,
         "best_epoch": r.best_epoch,
+        "training_stop": r.stop or None,
         "steps": r.steps,
         "baseline": base,
         "learning_check": check,
         "history": r.history,
         "fit": trained.fit_info,
-        "inference": trained.inference,
-        **_costs(ctx, trained),
+        **({"tuning": {**run.spec.tuning_identity(), **trained.tuning}} if trained.tuning else {}),
+        "inference": inference_cost,
+        **_costs(run, trained, memory),
     }
 
 
@@ -108,10 +132,10 @@ def _task_info(task, encoded) -> dict[str, Any]:
     }
 
 
-def _costs(ctx, trained: Trained) -> dict[str, Any]:
-    r, model, mem = trained.fit, trained.parts.model, trained.memory
-    counts = cost.count_params(model, trained.trainable, trained.parts)
-    peak, peak_source = cost.peak_flops_per_second(ctx.accelerator.device)
+def _costs(run: RunInputs, trained: Trained, mem: cost.PeakMemory | None) -> dict[str, Any]:
+    r, model = trained.fit, run.parts.model
+    counts = cost.count_params(model, trained.trainable, run.parts)
+    peak, peak_source = cost.peak_flops_per_second(run.ctx.accelerator.device)
     achieved = trained.flops / r.train_seconds if r.train_seconds else None
     return {
         "trainable_params": counts.trainable,
@@ -125,7 +149,7 @@ def _costs(ctx, trained: Trained) -> dict[str, Any]:
         "peak_memory_bytes": mem.peak if mem else None,
         "memory_at_start_bytes": mem.baseline if mem else None,
         "run_memory_bytes": mem.peak - mem.baseline if mem else None,
-        "checkpoint_bytes": cost.checkpoint_bytes(trained.strategy.trainable_state_dict(model)),
+        "checkpoint_bytes": cost.checkpoint_bytes(run.strategy.trainable_state_dict(model)),
         "train_flops": trained.flops,
         "achieved_flops_per_second": achieved,
         "peak_flops_per_second": peak,

@@ -16,6 +16,7 @@ from typing import Any
 
 from ptft_bench.config import Budget, DataConfig, StrategyVariant
 from ptft_bench.strategy.registry import Strategy
+from ptft_bench.tuning.trial import TrialRef
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,18 @@ class RunSpec:
     budget: Budget
     data: DataConfig
     precision: str
-    pooling: str = (
-        "cls"  # resolved for this model (ptft_bench.models.pooling); "auto" if unresolvable
-    )
+    # resolved for this model (ptft_bench.models.pooling); "auto" if unresolvable
+    pooling: str = "cls"
+    # A tuning trial (`ptft_bench.tuning`): its study and trial; its id names the study, since a
+    # pruned trial is a run cut short by the study's pruner. A seed run at a study's selected
+    # configuration names the study in `study` only: its result does not depend on it.
+    trial: TrialRef | None = None
+    study: str = ""
+
+    @property
+    def role(self) -> str:
+        """ "trial" (a tuning trial), "seed" (at a study's selected configuration) or "run"."""
+        return "trial" if self.trial else ("seed" if self.study else "run")
 
     @property
     def strategy_params(self) -> dict[str, Any]:
@@ -63,6 +73,7 @@ class RunSpec:
             # Runs that read the model's own [CLS] head (every run before pooling existed) keep
             # their ids, so old folders resume; any other pooling is a different run.
             **({"pooling": self.pooling} if self.pooling != "cls" else {}),
+            **({"study": self.trial.study} if self.trial else {}),
         }
 
     @property
@@ -87,7 +98,17 @@ class RunSpec:
             "budget": asdict(self.budget),
             "data": asdict(self.data),
             "pooling": self.pooling,
+            "tuning": self.tuning_identity(),
         }
+
+    def tuning_identity(self) -> dict[str, Any] | None:
+        """The record's `tuning` before the run: its role, study and (trials) trial number."""
+        if self.role == "run":
+            return None
+        out: dict[str, Any] = {"role": self.role, "study": self.study or self.trial.study}
+        if self.trial:
+            out.update(trial=self.trial.number, params=dict(self.trial.params))
+        return out
 
     def plan_entry(self) -> dict[str, Any]:
         """What plan.json keeps of a run, so a report can list runs that never finished."""

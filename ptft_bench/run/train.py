@@ -43,6 +43,9 @@ class FitResult:
     # "validation", "test" and further test splits by name ("test_mismatched")
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    # why training ended: {"reason": "budget" | "early_stopping" | "pruned", "epochs_run",
+    # "epochs_budget", "still_improving": the best epoch was the last of a full budget}
+    stop: dict[str, Any] = field(default_factory=dict)
 
 
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -237,7 +240,8 @@ class _Loop:
 
     def _train_and_select(self) -> Any:
         """Epochs of training; after each, validation. Returns the best epoch's state."""
-        best_score, best_state, bad_epochs = -math.inf, None, 0
+        best_score, best_state, bad_epochs, reason = -math.inf, None, 0, "budget"
+        epoch = 0
         for epoch in range(self.schedule.epochs):
             self._train_epoch(epoch)
             val_metrics, val_preds = self._evaluate("validation")
@@ -253,10 +257,22 @@ class _Loop:
                 self.result.predictions["validation"] = val_preds
             else:
                 bad_epochs += 1
+            for cb in self.callbacks:
+                cb.on_evaluate(self.state, val_metrics)
             patience = self.budget.early_stopping_patience
-            stop = patience is not None and bad_epochs >= patience
-            if stop or self.step >= self.schedule.total_steps:
+            if self.state.stop_reason:
+                reason = self.state.stop_reason
+            elif patience is not None and bad_epochs >= patience:
+                reason = "early_stopping"
+            if reason != "budget" or self.step >= self.schedule.total_steps:
                 break
+        run = epoch + 1
+        self.result.stop = {
+            "reason": reason,
+            "epochs_run": run,
+            "epochs_budget": self.schedule.epochs,
+            "still_improving": reason == "budget" and run >= 2 and self.result.best_epoch == run,
+        }
         return best_state
 
     def _evaluate(self, name: str) -> tuple[dict[str, float], np.ndarray]:

@@ -26,6 +26,14 @@ class TrainState:
     logs: dict[str, Any] | None = None
     batch_positions: int = 0  # positions (tokens + padding) of the step just taken, all processes
     batch_width: int = 0  # padded sequence length of that step's batch
+    # Set by a callback to end training after this epoch's validation (e.g. "pruned" by a
+    # tuning trial's pruner); the loop keeps the best epoch's weights, as for early stopping.
+    stop_reason: str | None = None
+
+    @property
+    def is_last_epoch(self) -> bool:
+        """The epoch running now is the budget's last."""
+        return (self.epoch + 1) * max(self.steps_per_epoch, 1) >= self.total_steps
 
 
 class TrainCallback:
@@ -38,6 +46,10 @@ class TrainCallback:
         pass
 
     def on_step_end(self, state: TrainState) -> None:  # noqa: B027
+        pass
+
+    def on_evaluate(self, state: TrainState, metrics: dict[str, float]) -> None:  # noqa: B027
+        """After each epoch's validation, with its metrics; may set `state.stop_reason`."""
         pass
 
     def on_train_end(self, state: TrainState) -> None:  # noqa: B027

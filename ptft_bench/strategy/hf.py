@@ -63,6 +63,12 @@ class HFCallbackAdapter(TrainerCallback):
         st.global_step += 1
         self.callback.on_step_end(st)
 
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        st = self._state(args, state, kwargs)
+        self.callback.on_evaluate(st, dict(metrics or {}))
+        if st.stop_reason:
+            control.should_training_stop = True
+
     def on_train_end(self, args, state, control, **kwargs):
         self.callback.on_train_end(self._state(args, state, kwargs))
 

@@ -64,6 +64,9 @@ class Strategy:
     family: ClassVar[str] = "other"  # colour group in reports
     config_class: ClassVar[type] = NoParams
     default_lrs: ClassVar[tuple[float, ...]] = (5e-5,)
+    # Tuning's log-uniform learning-rate range (`ptft_bench.tuning`), around the literature
+    # default; None: the default grid widened 3x each way.
+    search_lr: ClassVar[tuple[float, float] | None] = None
     # False for strategies fitted in closed form on frozen features (the linear probe): the
     # engine then extracts the head's input features once and calls `fit_features` instead of
     # running the gradient loop; learning rates do not apply to them.
@@ -72,6 +75,13 @@ class Strategy:
     def __init__(self, **params: Any) -> None:
         self.config = build_config(self.config_class, params, owner=self.name)
         self.context: StrategyContext | None = None
+
+    @classmethod
+    def lr_range(cls) -> tuple[float, float]:
+        """The learning-rate range tuning searches by default."""
+        if cls.search_lr is not None:
+            return cls.search_lr
+        return (min(cls.default_lrs) / 3, max(cls.default_lrs) * 3)
 
     # -- the contract -------------------------------------------------------------------------
     @classmethod

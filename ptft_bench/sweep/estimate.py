@@ -26,6 +26,7 @@ import torch
 
 from ptft_bench import atomic, env
 from ptft_bench.cost import flops
+from ptft_bench.cost.inference import LATENCY_EXAMPLES, THROUGHPUT_EXAMPLES, WARMUP
 from ptft_bench.models import pooling
 from ptft_bench.models.load import load_config
 from ptft_bench.models.parts import find_parts
@@ -45,6 +46,23 @@ class Work:
     train_flops: float
     eval_flops: float
     model: str = ""  # speed differs by model: small ones are dominated by per-run overhead
+    runs: float = 1.0  # how many runs' per-run overhead this work carries
+
+    def scaled(self, factor: float, runs: float = 1.0) -> Work:
+        """`factor` times this run's FLOPs over `runs` runs (a study: its trials and seeds; a
+        pruned trial: the share of its epochs it trained, in one run)."""
+        return Work(self.train_flops * factor, self.eval_flops * factor, self.model, runs)
+
+
+@dataclass(frozen=True)
+class RunStructure:
+    """What a run's work depends on besides its data: the strategy applied to the model."""
+
+    flops_now: Any  # `flops.FlopsModel` of the trainable set at the start
+    flops_end: Any  # ... at the end of training (differs when the strategy unfreezes layers)
+    cached_blocks: int  # blocks computed once by the frozen-prefix cache (0: none)
+    closed_form: bool  # fitted on features, not by the gradient loop
+    mergeable: bool  # weights merge: the inference measurement runs twice
 
 
 @dataclass
@@ -81,38 +99,43 @@ def run_work(spec, ctx) -> Work:
     structure = _structure(key, spec, task.spec.num_labels, task.spec.is_regression, lengths)
     if structure is None:  # the strategy refuses the model: the run fails at once, no work
         return Work(0.0, 0.0, spec.model)
-    return _work(spec, lengths, *structure)
+    return _work(spec, lengths, structure)
 
 
-def _work(spec, lengths, fm, fm_end, first_cached, closed_form, mergeable) -> Work:
-    b = spec.budget
+def _work(spec, lengths, structure: RunStructure) -> Work:
+    b, fm, first_cached = spec.budget, structure.flops_now, structure.cached_blocks
     train, val = lengths["train"], lengths["validation"]
     tests = [v for k, v in lengths.items() if k.startswith("test")]
     mean = float(train.mean()) if len(train) else 1.0
     forward = flops.prefix_forward_flops(fm, mean, len(fm.stages) - 1, b.eval_batch_size)
     schedule = b.schedule(len(train))
     positions = float(train.sum()) * 1.04 * schedule.total_steps / max(schedule.steps_per_epoch, 1)
-    if closed_form:
+    if structure.closed_form:
         train_flops = forward * float(train.sum() + val.sum())
     else:
         per_token = np.mean(
-            [flops.train_flops_per_token(f, mean, first_cached, b.batch_size) for f in (fm, fm_end)]
+            [
+                flops.train_flops_per_token(f, mean, first_cached, b.batch_size)
+                for f in (fm, structure.flops_end)
+            ]
         )
         train_flops = per_token * positions + forward * float(train.sum()) * bool(first_cached)
-    epochs = 1 if closed_form else schedule.epochs
+    epochs = 1 if structure.closed_form else schedule.epochs
     test_tokens = sum(float(t.sum()) for t in tests)
-    # the inference measurement: 69 single examples and 512 batched, twice when weights merge
-    measured = (min(69, len(tests[0])) + min(512, len(tests[0]))) * mean if tests else 0.0
-    eval_tokens = float(val.sum()) * epochs + test_tokens + measured * (1 + mergeable)
+    # the inference measurement (`cost.inference`): single examples after a warm-up, then a
+    # batched pass; twice when the weights merge
+    single, batched = LATENCY_EXAMPLES + WARMUP, THROUGHPUT_EXAMPLES
+    measured = (min(single, len(tests[0])) + min(batched, len(tests[0]))) * mean if tests else 0.0
+    eval_tokens = float(val.sum()) * epochs + test_tokens + measured * (1 + structure.mergeable)
     return Work(float(train_flops), float(forward * eval_tokens), spec.model)
 
 
-_STRUCTURES: dict[tuple, tuple] = {}
+_STRUCTURES: dict[tuple, RunStructure | None] = {}
 
 
-def _structure(key, spec, num_labels, is_regression, lengths) -> tuple | None:
-    """(FLOPs model now, at the end of training, cached blocks, closed form, mergeable), or None
-    when the strategy does not support the model (`Strategy.supports`)."""
+def _structure(key, spec, num_labels, is_regression, lengths) -> RunStructure | None:
+    """The run's `RunStructure`, or None when the strategy does not support the model
+    (`Strategy.supports`)."""
     steps = spec.budget.schedule(len(lengths["train"])).total_steps
     full_key = (*key, num_labels, is_regression, steps, spec.budget.frozen_cache)
     if full_key not in _STRUCTURES:
@@ -120,7 +143,7 @@ def _structure(key, spec, num_labels, is_regression, lengths) -> tuple | None:
     return _STRUCTURES[full_key]
 
 
-def _build_structure(spec, num_labels, is_regression, total_steps) -> tuple | None:
+def _build_structure(spec, num_labels, is_regression, total_steps) -> RunStructure | None:
     from transformers import AutoModelForSequenceClassification
 
     config = load_config(spec.model)
@@ -147,7 +170,21 @@ def _build_structure(spec, num_labels, is_regression, total_steps) -> tuple | No
     )
     peft_config = getattr(model, "active_peft_config", None)
     mergeable = peft_config is not None and not peft_config.is_prompt_learning
-    return fm, fm_end, cached, not strategy.trains_by_gradient, mergeable
+    return RunStructure(fm, fm_end, cached, not strategy.trains_by_gradient, mergeable)
+
+
+def run_work_of(spec, record, works: dict[str, Work], ctx) -> Work | None:
+    """The counted work of a finished run, for calibration: a trial's at the epochs it ran."""
+    work = works.get(spec.run_id)
+    if work is None and spec.role != "run" and ctx is not None:
+        try:
+            work = run_work(spec, ctx)
+        except (ValueError, TypeError, RuntimeError):
+            return None
+    stop = (record.training_stop or {}) if record is not None else {}
+    if work is not None and stop.get("epochs_budget"):
+        work = work.scaled(stop["epochs_run"] / stop["epochs_budget"], 1.0)
+    return work
 
 
 # -- this machine's speed -------------------------------------------------------------------------
@@ -212,7 +249,7 @@ def estimate(works: list[Work], key: str, jobs: int) -> Estimate:
     fitted = {m: rates(key, m) for m in {w.model for w in works}}
     for w in works:
         coef, basis = fitted[w.model]
-        per_run.append(float(coef @ [w.train_flops, w.eval_flops, 1.0]))
+        per_run.append(float(coef @ [w.train_flops, w.eval_flops, w.runs]))
         bases.add(basis)
     basis = "; ".join(sorted(bases)) or "no runs to estimate"
     return Estimate(sum(per_run) / max(jobs, 1), per_run, basis)

@@ -17,12 +17,21 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from ptft_bench.errors import UserError
 from ptft_bench.records.record import now
 from ptft_bench.records.store import RunStore
 from ptft_bench.report import write_report
 from ptft_bench.run.execute import SweepContext, release_memory, run_one
-from ptft_bench.sweep.estimate import Work, estimate, machine_key, record_sample, run_work
+from ptft_bench.sweep.estimate import (
+    Work,
+    estimate,
+    machine_key,
+    record_sample,
+    run_work,
+    run_work_of,
+)
 from ptft_bench.sweep.plan import Plan
+from ptft_bench.sweep.queue import WorkQueue
 from ptft_bench.sweep.workers import JobLayout, run_in_workers
 
 
@@ -42,6 +51,7 @@ def run_suite(
     write_report_at_end: bool = True,
     jobs: JobLayout | None = None,
     announce: Callable[[str], None] | None = None,
+    retry_failed: bool = False,
 ) -> SweepResult:
     """Execute every pending run of `plan` and record it; `jobs=None` runs in this process.
 
@@ -53,34 +63,54 @@ def run_suite(
     ctx = SweepContext(suite.data, suite.precision, progress)
     ctx.check_inputs(suite.tasks, suite.models)
     main = jobs is not None or ctx.accelerator.is_main_process
+    if plan.studies and jobs is None and ctx.accelerator.num_processes > 1:
+        raise UserError(
+            "tuning trials cannot run data-parallel under accelerate launch; run the tuned "
+            "suite with --jobs (one run per GPU), or pass --trials 0"
+        )
     key, works = calibration_key(jobs, ctx), plan_work(plan, ctx)
     guess = estimate(list(works.values()), key, jobs.jobs if jobs else 1)
+    queue = WorkQueue(plan, store, retry_failed)
+    to_do = queue.remaining()
     if main:  # only the writer cleans its own leftovers
         store.clean_temporaries()
         sweep = {"started_at": now(), "estimate_seconds": guess.seconds, "basis": guess.basis}
-        sweep.update(runs_to_do=len(plan.todo), workers=jobs.describe() if jobs else "in-process")
+        sweep.update(runs_to_do=to_do, workers=jobs.describe() if jobs else "in-process")
+        if plan.studies:
+            sweep["tuning"] = {"studies": [st.line() for st in plan.studies], **_tuning(plan)}
         store.write_plan(suite.name, [s.plan_entry() for s in plan.specs], sweep)
         if announce:
             layout = jobs.describe() if jobs else "in this process"
-            announce(f"{len(plan.todo)} runs to do, {layout}; {guess.describe()}")
+            announce(f"{to_do} runs to do, {layout}; {guess.describe()}")
     if jobs is not None:
-        counts = run_in_workers(plan, jobs, progress, works, key)
+        counts = run_in_workers(plan, queue, jobs, progress, works, key, ctx)
     else:
-        counts = _run_here(plan, ctx, store if main else None, progress and main, works, key)
+        counts = _run_here(queue, ctx, store if main else None, progress and main, works, key)
     seconds = time.perf_counter() - t_start
     if main:
         store.finish_sweep(finished_at=now(), seconds=seconds)
     if write_report_at_end and main:
         write_report([plan.out], plan.out / "report")
-    skipped = len(plan.specs) - len(plan.todo) + counts.get("skipped", 0)
-    return SweepResult(plan.out, len(plan.specs), skipped, counts["ok"], counts["failed"], seconds)
+    done = counts["ok"] + counts["failed"]
+    planned = max(
+        len(plan.specs) + sum(st.tuning.trials + len(st.seeds) for st in plan.studies), done
+    )
+    skipped = max(planned - done, 0)
+    return SweepResult(plan.out, planned, skipped, counts["ok"], counts["failed"], seconds)
+
+
+def _tuning(plan: Plan) -> dict:
+    t = plan.suite.tuning
+    return {"trials": t.trials, "sampler": t.sampler, "pruner": t.pruner, "seed": t.seed}
 
 
 def plan_work(plan: Plan, ctx: SweepContext) -> dict[str, Work]:
     """The counted work of every pending run, by run id (for the estimate and calibration).
 
-    A run whose structure cannot be built (e.g. k larger than the model's depth) is left out
-    here; it fails, with its reason in its record, when it runs.
+    A study counts as its trials (each at the share of the epoch budget a successive-halving
+    pruner leaves it on average, `expected_trial_share`) and its seeds, keyed by study name. A
+    run whose structure cannot be built (e.g. k larger than the model's depth) is left out here;
+    it fails, with its reason in its record, when it runs.
     """
     works = {}
     for spec in plan.todo:
@@ -88,7 +118,31 @@ def plan_work(plan: Plan, ctx: SweepContext) -> dict[str, Work]:
             works[spec.run_id] = run_work(spec, ctx)
         except (ValueError, TypeError, RuntimeError):
             continue
+    for st in plan.studies:
+        try:
+            one = run_work(st.base, ctx)
+        except (ValueError, TypeError, RuntimeError):
+            continue
+        runs = st.tuning.trials * expected_trial_share(st.tuning, st.base.budget.epochs)
+        works[st.name] = one.scaled(runs + len(st.seeds), st.tuning.trials + len(st.seeds))
     return works
+
+
+def expected_trial_share(tuning, epochs: int) -> float:
+    """The mean share of the epoch budget one trial trains under the pruner, if each rung keeps
+    1 in `reduction_factor` (asynchronous halving keeps more of the first trials: a lower bound)."""
+    if tuning.pruner == "none":
+        return 1.0
+    rungs, r = [], tuning.min_epochs
+    while r < epochs:
+        rungs.append(r)
+        r *= tuning.reduction_factor
+    total, last, reach = 0.0, 0, 1.0
+    for rung in rungs:
+        total += reach * (rung - last)
+        last, reach = rung, reach / tuning.reduction_factor
+    total += reach * (epochs - last)
+    return total / epochs
 
 
 def calibration_key(jobs: JobLayout | None, ctx: SweepContext) -> str:
@@ -100,17 +154,26 @@ def calibration_key(jobs: JobLayout | None, ctx: SweepContext) -> str:
     return machine_key(threads, device) + ("" if jobs else " | in-process")
 
 
-def _run_here(plan: Plan, ctx: SweepContext, store, progress: bool, works, key) -> dict:
+def _run_here(queue: WorkQueue, ctx: SweepContext, store, progress: bool, works, key) -> dict:
     counts = {"ok": 0, "failed": 0}
-    bar = tqdm(plan.todo, desc=f"suite {plan.suite.name}", disable=not progress)
-    for spec in bar:
+    bar = tqdm(total=queue.remaining(), desc=f"suite {queue.plan.suite.name}", disable=not progress)
+    while not queue.exhausted():
+        spec = queue.next_spec()
+        if spec is None:  # a study waits for trials another process runs
+            time.sleep(2.0)
+            continue
         bar.set_postfix_str(f"{spec.task} {spec.variant.label()} lr={spec.lr:g} seed={spec.seed}")
         t0 = time.perf_counter()
         record = run_one(spec, ctx, store)
+        queue.finished(spec)
         counts[record.status] += 1
-        if record.status == "ok" and store is not None:
-            record_sample(key, works[spec.run_id], time.perf_counter() - t0)
+        work = run_work_of(spec, record, works, ctx)
+        if record.status == "ok" and store is not None and work is not None:
+            record_sample(key, work, time.perf_counter() - t0)
         ctx.accelerator.wait_for_everyone()
         ctx.accelerator.free_memory()
         release_memory()
+        bar.update(1)
+        bar.total = bar.n + queue.remaining()
+    bar.close()
     return counts

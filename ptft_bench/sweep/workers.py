@@ -19,16 +19,17 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ptft_bench.config import SuiteConfig
 from ptft_bench.errors import UserError
 from ptft_bench.records.record import RunRecord, now
 from ptft_bench.records.store import RunStore
 from ptft_bench.run.spec import RunSpec
-from ptft_bench.sweep.estimate import record_sample
-from ptft_bench.sweep.plan import Plan, expand
+from ptft_bench.sweep.estimate import record_sample, run_work_of
+from ptft_bench.sweep.plan import Plan
+from ptft_bench.sweep.queue import WorkQueue
 
 CHILD_CLAIM_LOST = 3  # exit status of a child that found its run claimed by another process
 MIN_GIB_PER_JOB = 2.0  # what one small-encoder run needs on CPU, for `auto`
@@ -85,7 +86,7 @@ def _memory_gib() -> float:
 
 
 # -- the child: one run in a fresh process -------------------------------------------------------
-def _child(suite: SuiteConfig, run_id: str, threads: int, gpu: int | None) -> None:
+def _child(spec: RunSpec, out: Path, threads: int, gpu: int | None) -> None:
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     import torch
@@ -96,49 +97,53 @@ def _child(suite: SuiteConfig, run_id: str, threads: int, gpu: int | None) -> No
 
     set_offline_defaults()
     quiet_libraries()
-    store = RunStore(suite.out)
-    if not store.claim(run_id):
+    store = RunStore(out)
+    if not store.claim(spec.run_id):
         raise SystemExit(CHILD_CLAIM_LOST)
-    if store.status(run_id) == "ok":  # another sweep finished it while this worker started
-        store.release(run_id)
+    if store.status(spec.run_id) == "ok":  # another sweep finished it while this worker started
+        store.release(spec.run_id)
         raise SystemExit(CHILD_CLAIM_LOST)
     try:
-        (spec,) = [s for s in expand(suite) if s.run_id == run_id]
-        ctx = SweepContext(suite.data, suite.precision, progress=False, worker="fresh process")
+        ctx = SweepContext(spec.data, spec.precision, progress=False, worker="fresh process")
         run_one(spec, ctx, store, announce=False)
     finally:
-        store.release(run_id)
+        store.release(spec.run_id)
 
 
 # -- the parent: N slots, one progress bar -------------------------------------------------------
 def run_in_workers(
-    plan: Plan, jobs: JobLayout, progress: bool, works: dict | None = None, key: str = ""
+    plan: Plan,
+    queue: WorkQueue,
+    jobs: JobLayout,
+    progress: bool,
+    works: dict | None = None,
+    key: str = "",
+    ctx=None,
 ) -> dict[str, int]:
-    """Run every pending spec of `plan` in fresh processes, `jobs.jobs` at a time.
+    """Run what `queue` hands out in fresh processes, `jobs.jobs` at a time.
 
     A finished run's wall time (start of its process to its end) and counted work calibrate
     this machine's speed for later estimates (`ptft_bench.sweep.estimate.record_sample`).
     """
     store = RunStore(plan.out)
     ctx = mp.get_context("spawn")
-    queue = list(plan.todo)
     running: dict[int, tuple] = {}  # slot -> (process, spec, started, perf_counter at start)
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     shown = ""
     bar = tqdm(
-        total=len(queue),
+        total=queue.remaining(),
         desc=f"suite {plan.suite.name}",
         disable=not progress,
         mininterval=0.5 if sys.stderr.isatty() else 60,  # a log file gets a line a minute
     )
-    while queue or running:
+    while running or not queue.exhausted():
         for slot in [s for s in range(jobs.jobs) if s not in running]:
-            spec = _next_unclaimed(queue, store)
+            spec = queue.next_spec()
             if spec is None:
                 break
             gpu = jobs.gpus[slot] if jobs.gpus else None
             proc = ctx.Process(
-                target=_child, args=(plan.suite, spec.run_id, jobs.threads, gpu), daemon=False
+                target=_child, args=(spec, plan.out, jobs.threads, gpu), daemon=False
             )
             proc.start()
             running[slot] = (proc, spec, now(), time.perf_counter())
@@ -151,23 +156,17 @@ def run_in_workers(
                 continue
             proc.join()
             status = _outcome(proc.exitcode, spec, started, store)
+            queue.finished(spec)
             counts[status] += 1
-            if status == "ok" and works and spec.run_id in works:
-                record_sample(key, works[spec.run_id], time.perf_counter() - t0)
+            work = run_work_of(spec, store.read(spec.run_id), works or {}, ctx)
+            if status == "ok" and work is not None:
+                record_sample(key, work, time.perf_counter() - t0)
             bar.update(1)
+            bar.total = bar.n + queue.remaining()
             del running[slot]
-        time.sleep(0.2)
+        time.sleep(0.2 if running else 1.0)
     bar.close()
     return counts
-
-
-def _next_unclaimed(queue: list[RunSpec], store: RunStore) -> RunSpec | None:
-    while queue:
-        spec = queue.pop(0)
-        if store.status(spec.run_id) == "ok" or store.claimed_by_other(spec.run_id):
-            continue  # finished or being trained by another sweep on this folder
-        return spec
-    return None
 
 
 def _outcome(exitcode: int | None, spec: RunSpec, started: str, store: RunStore) -> str:
