@@ -18,7 +18,7 @@ def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
-_FILE_TASK = re.compile(r"^(csv|tsv|jsonl|json|file):", re.IGNORECASE)
+_FILE_TASK = re.compile(r"^(csv|tsv|jsonl|json|file|gen):", re.IGNORECASE)
 
 
 def _tasks(value: str) -> list[str]:
@@ -42,9 +42,9 @@ def _tasks(value: str) -> list[str]:
 
 
 def _is_builtin_task(name: str) -> bool:
-    from ptft_bench.tasks.spec import GLUE_TASKS, MOVIE_TASKS
+    from ptft_bench.tasks.spec import GENERATION_TASKS, GLUE_TASKS, MOVIE_TASKS
 
-    return name.lower() in GLUE_TASKS or name.lower() in MOVIE_TASKS
+    return any(name.lower() in table for table in (GLUE_TASKS, MOVIE_TASKS, GENERATION_TASKS))
 
 
 def _ints(value: str) -> list[int]:
@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-train-samples", type=int)
     run.add_argument("--max-eval-samples", type=int)
     run.add_argument(
-        "--data-dir", help="GLUE folder in the glue_data/ layout (e.g. ../shared/data/glue)"
+        "--data-dir",
+        help="GLUE folder in the glue_data/ layout (e.g. ../shared/data/glue); for e2e the "
+        "shared data folder or its e2e/ folder",
     )
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"])
     run.add_argument(

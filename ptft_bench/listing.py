@@ -34,16 +34,24 @@ def _tasks() -> None:
 
     print("TASKS")
     for spec in list_tasks():
-        kind = "regression" if spec.is_regression else f"{spec.num_labels} classes"
-        texts = " + ".join(spec.text_columns)
+        if getattr(spec, "is_generation", False):
+            kind, texts = "generation", "prompt -> text"
+        else:
+            kind = "regression" if spec.is_regression else f"{spec.num_labels} classes"
+            texts = " + ".join(spec.text_columns)
         src = getattr(spec, "source_help", "") or getattr(spec, "description", "")
+        selection = getattr(spec, "selection_metric", spec.primary_metric)
+        chosen = "" if selection == spec.primary_metric else f"; selection {selection}"
         print(
             f"  {spec.name:<16} {texts:<24} {kind:<11} metrics: {', '.join(spec.metrics)} "
-            f"(primary {spec.primary_metric})"
+            f"(primary {spec.primary_metric}{chosen})"
         )
         if src:
             print(f"      data: {src}")
-    print("  custom tasks: a CSV / TSV / JSON-lines file, see README (Tasks)")
+    print(
+        "  custom tasks: a CSV / TSV / JSON-lines file (csv:PATH?text=COL&label=COL, or for "
+        "generation gen:PATH?prompt=COL&target=COL), see README (Tasks)"
+    )
     print()
 
 

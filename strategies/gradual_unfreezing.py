@@ -76,6 +76,9 @@ class GradualUnfreezing(Strategy):
     def _stage_predicate(self, model: nn.Module, stage: int) -> Callable[[str, nn.Parameter], bool]:
         parts = self.parts_for(model)
         L = parts.num_layers
+        # A causal LM (a generation task) has no task head to train alone: its first stage is
+        # the top block, the LM head staying as pretrained.
+        stage += 0 if parts.head else 1
         return top_layers_predicate(
             parts,
             min(stage, L),

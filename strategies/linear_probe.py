@@ -48,6 +48,7 @@ class LinearProbe(Strategy):
     description = "Logistic / ridge regression on frozen pooled features (scikit-learn), no SGD."
     family = "head"
     config_class = LinearProbeConfig
+    needs_task_head = True
     default_lrs = (0.0,)
     trains_by_gradient = False
 

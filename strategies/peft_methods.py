@@ -238,6 +238,8 @@ class PeftStrategy(Strategy):
             extra.update(self._prompt_dims(parts, prefix, params.options))
         if params.method == "adalora":
             extra.update(self._adalora_schedule(context.total_steps))
+        if parts.is_causal_lm:  # a generation task: peft's causal-LM wrapper (prompts, generate)
+            extra["task_type"] = "CAUSAL_LM"
         return params.peft_config(target_modules, **extra)
 
     @staticmethod

@@ -72,3 +72,52 @@ def cli_env() -> dict[str, str]:
     )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
+
+
+def make_tiny_causal_lm_dir(root: Path, layers: int = 2) -> Path:
+    """Save a tiny random Llama causal LM with the packaged MiniLM tokenizer (no network); its
+    end-of-text token is [SEP]."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from ptft_bench.models.load import load_tokenizer
+    from ptft_bench.offline import set_offline_defaults
+
+    set_offline_defaults()
+    out = root / "tiny-llama"
+    if (out / "config.json").exists():
+        return out
+    tok = load_tokenizer("minilm-l6")
+    tok.eos_token = "[SEP]"
+    cfg = LlamaConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.cls_token_id,
+    )
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def make_generation_task(root: Path, n: int = 60) -> str:
+    """A small data-to-text CSV (two references per input) and its task string."""
+    foods = ["Thai", "Italian", "French", "Chinese", "Indian", "English"]
+    names = ["The Eagle", "Aromi", "Zizzi", "Loch Fyne", "Cotto"]
+    rows = []
+    for i in range(n):
+        name, food = names[i % len(names)], foods[i % len(foods)]
+        mr = f"name[{name}], food[{food}]"
+        rows += [
+            {"mr": mr, "ref": f"{name} serves {food} food."},
+            {"mr": mr, "ref": f"{name} is a {food} restaurant."},
+        ]
+    path = root / "d2t.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return f"gen:{path}?prompt=mr&target=ref"

@@ -164,3 +164,38 @@ def test_cached_flops_match_flop_counter(name, params, arch):
         cache.uninstall()
     charged = flops.train_flops_per_step(fm, BATCH, WIDTH, first)
     assert abs(charged / counted - 1) <= TOLERANCE, (name, arch, charged, counted)
+
+
+# -- causal LMs (generation tasks): the LM head over the vocabulary on every position -----------
+GENERATION_STRATEGIES = [
+    s for s in STRATEGIES if strategy_class(s).supports_task("generation") is None
+]
+
+
+@pytest.mark.parametrize("arch", DECODER_SUBSET)
+@pytest.mark.parametrize("name", GENERATION_STRATEGIES)
+def test_causal_lm_step_flops_match_flop_counter(name, arch):
+    """A generation step: the target-token loss needs logits over the vocabulary at every
+    position, so the LM head's matmul (tied to the embeddings or not) is a large share."""
+    from tests.tiny_models import tiny_causal_lm
+
+    model = tiny_causal_lm(arch)
+    model.set_attn_implementation("eager")
+    reason = strategy_class(name).supports(model)
+    if reason:
+        pytest.skip(reason)
+    strategy = get_strategy(name)
+    model = strategy.apply(model)
+    parts = find_parts(model)
+    assert parts.is_causal_lm
+    fm = flops.flops_model(model, parts=parts)
+    batch = tiny_batch(BATCH, WIDTH)
+    batch["labels"] = batch["input_ids"].clone()
+    counted = _counted_step(model, batch)
+    meter = flops.FlopsMeter(fm, parts)
+    meter.on_step_end(TrainState(model, None, batch_positions=BATCH * WIDTH, batch_width=WIDTH))
+    ratio = meter.total / counted
+    assert abs(ratio - 1) <= TOLERANCE, (
+        f"{name} on causal {arch}: FLOPs model {meter.total:,.0f}, FlopCounterMode {counted:,} "
+        f"(ratio {ratio:.3f})"
+    )

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ptft_bench.tasks import get_spec
+from ptft_bench.tasks import generation_metrics, get_spec
 from ptft_bench.tasks.metrics import compute_metrics
 from ptft_bench.tasks.spec import TaskSpec
 
@@ -115,7 +115,9 @@ def test_every_spec_reports_its_primary_metric():
     from ptft_bench.tasks import list_tasks
 
     for spec in list_tasks():
-        if spec.is_regression:
+        if spec.is_generation:  # scored on decoded text, see tests/test_generation_metrics.py
+            out = generation_metrics.score(["a b c"], [["a b c d", "b c"]], spec.metrics)
+        elif spec.is_regression:
             out = compute_metrics(spec, np.array([0.1, 0.5, 0.2]), np.array([0.0, 1.0, 0.5]))
         else:
             out = compute_metrics(

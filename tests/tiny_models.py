@@ -188,3 +188,14 @@ def tiny_batch(batch_size: int = 4, seq_len: int = 8, num_labels: int = 2, seed:
         "attention_mask": torch.ones_like(input_ids),
         "labels": torch.randint(0, num_labels, (batch_size,), generator=g),
     }
+
+
+def tiny_causal_lm(arch: str = "llama", num_layers: int = 2, seed: int = 0, **overrides):
+    """A freshly initialised tiny causal language model of a decoder family (generation tasks)."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = tiny_config(arch, 2, num_layers)
+    for k, v in overrides.items():
+        setattr(config, k, v)
+    return AutoModelForCausalLM.from_config(config).eval()

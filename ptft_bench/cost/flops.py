@@ -39,7 +39,8 @@ from ptft_bench.strategy.callbacks import TrainCallback, TrainState
 # embeddings_project) and after them (a decoder's final norm, OPT's project_out) see B * S rows,
 # S = T + P_in with P_in the virtual tokens that prompt tuning and p-tuning prepend to the input;
 # an encoder's head reads one position per sequence (B rows), a decoder's head (`score`) runs on
-# every position and its logits are read at the last real token (B * S rows). Units are taken in
+# every position and its logits are read at the last real token (B * S rows), as a causal LM's
+# output projection over the vocabulary does on every position (B * S rows). Units are taken in
 # forward order (`ModelParts.order`: Llama registers its norms after the MLP).
 # Per row and unit, N being its weight's multiply-adds per row:
 #   forward  = 2 N
@@ -148,10 +149,11 @@ def flops_model(
         fm.stages.append(_block_stage(block, walk, kv_grad, rel_grad, parts.order, parallel))
     for module in parts.top.values():  # the final norm: with the top block, on every position
         fm.stages[-1] = _sequential(module, walk, fm.stages[-1])
-    for module in ([parts.pooler[1]] if parts.pooler else []) + list(parts.head.values()):
+    heads = [*parts.head.values(), *parts.lm_head.values()]  # a causal LM: over the vocabulary
+    for module in ([parts.pooler[1]] if parts.pooler else []) + heads:
         fm.head = _sequential(module, walk, fm.head)
     fm.hidden = attention_width(config)
-    fm.head_per_position = is_decoder(config)
+    fm.head_per_position = is_decoder(config) or parts.is_causal_lm
     fm.loss_terms = penalty_flops(model, walk)
     return fm
 

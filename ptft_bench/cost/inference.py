@@ -85,3 +85,71 @@ def _batch(split: D.EncodedSplit, idx: np.ndarray, pad_id: int, device) -> dict:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+GEN_LATENCY_PROMPTS = 16  # batch-1 prompts timed (after WARMUP untimed); 32 new tokens each
+GEN_NEW_TOKENS = 32
+
+
+@torch.inference_mode()
+def measure_generation(
+    model: torch.nn.Module,
+    split: D.EncodedSplit,
+    pad_id: int,
+    device: torch.device,
+    autocast: Any,
+    batch_size: int,
+) -> dict[str, float]:
+    """Generation cost: time to first token and tokens per second at batch 1 (median over
+    `GEN_LATENCY_PROMPTS` prompts), and tokens per second at `batch_size` over the first
+    batch-size prompts; greedy, a fixed budget of new tokens (no early stop: equal work)."""
+    model.eval()
+    n = min(GEN_LATENCY_PROMPTS, len(split))
+    ttft, rate = [], []
+    for i in range(-min(WARMUP, n), n):
+        batch = {
+            k: v.to(device)
+            for k, v in D.collate_prompts(split, np.array([max(i, 0)]), pad_id).items()
+        }
+        first = _timed_generate(model, batch, 1, pad_id, autocast, device)
+        full = _timed_generate(model, batch, GEN_NEW_TOKENS, pad_id, autocast, device)
+        if i >= 0:
+            ttft.append(first)
+            rate.append(GEN_NEW_TOKENS / full)
+    m = min(batch_size, len(split))
+    batch = {k: v.to(device) for k, v in D.collate_prompts(split, np.arange(m), pad_id).items()}
+    seconds = _timed_generate(model, batch, GEN_NEW_TOKENS, pad_id, autocast, device)
+    return {
+        "time_to_first_token_ms": float(np.median(ttft) * 1000),
+        "tokens_per_second_batch1": float(np.median(rate)),
+        "tokens_per_second_batched": m * GEN_NEW_TOKENS / seconds,
+        "batch_size": m,
+        "prompts_timed": n,
+        "new_tokens": GEN_NEW_TOKENS,
+    }
+
+
+def _timed_generate(model, batch, new_tokens, pad_id, autocast, device) -> float:
+    t0 = time.perf_counter()
+    with autocast():
+        model.generate(
+            **batch,
+            max_new_tokens=new_tokens,
+            min_new_tokens=new_tokens,
+            do_sample=False,
+            pad_token_id=pad_id,
+        )
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+@torch.inference_mode()
+def max_lm_logit_difference(a, b, split: D.EncodedSplit, pad_id: int, device) -> float:
+    """Largest next-token logit difference of two causal LMs on the first 8 prompts."""
+    a.eval()
+    b.eval()
+    batch = {
+        k: v.to(device)
+        for k, v in D.collate_prompts(split, np.arange(min(8, len(split))), pad_id).items()
+    }
+    return float((a(**batch).logits.float() - b(**batch).logits.float()).abs().max())

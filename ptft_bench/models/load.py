@@ -155,3 +155,33 @@ def load_classifier(
     if model.config.pad_token_id is None:
         model.config.pad_token_id = pad_token_id(model.config)
     return pooling.install(model, mode)
+
+
+def load_causal_lm(spec: str):
+    """A causal language model (generation tasks), with a pad token where it has none.
+
+    Decoder-only models only: an encoder has no next-token head to generate with.
+    """
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    path = resolve_model_path(spec)
+    config = load_config(spec)
+    if not pooling.is_decoder(config):
+        raise UserError(
+            f"{spec} is an encoder ({config.model_type}): generation tasks need a decoder "
+            "language model, e.g. --model smollm2-135m"
+        )
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        raise _hub_error(spec, e) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = pad_token_id(model.config)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = model.config.pad_token_id
+    return model

@@ -1,4 +1,7 @@
-"""Find a sequence-classification model's embeddings, transformer blocks and head by structure.
+"""Find a model's embeddings, transformer blocks and head by structure.
+
+Sequence classifiers have a task head; causal LMs (generation tasks) have their pretrained
+output projection over the vocabulary instead (`lm_head`), which no strategy treats as a head.
 
 Strategies, frozen-prefix caching and the FLOPs estimate need "layer i" without knowing the
 architecture's attribute names (BERT's `encoder.layer`, GPT-2's `transformer.h`, Llama's
@@ -46,6 +49,9 @@ class ModelParts:
     blocks: list[nn.Module]
     blocks_prefix: str  # qualified name of the ModuleList holding the blocks
     head: dict[str, nn.Module] = field(default_factory=dict)  # qualified name -> module
+    # a causal LM's output projection over the vocabulary (`lm_head`): pretrained, not a task
+    # head, so strategies leave it as the base model has it (often tied to the embeddings)
+    lm_head: dict[str, nn.Module] = field(default_factory=dict)
     pooler: tuple[str, nn.Module] | None = None
     embeddings_prefix: str = ""
     # backbone modules that run after the blocks (a decoder's final norm): layer L
@@ -58,6 +64,11 @@ class ModelParts:
     def num_layers(self) -> int:
         return len(self.blocks)
 
+    @property
+    def is_causal_lm(self) -> bool:
+        """The model predicts tokens (a generation task), not a class through a head."""
+        return bool(self.lm_head)
+
     def layer_of(self, param_name: str) -> int | None:
         """0 embeddings, 1..L block L-1 (and the final norm: L), L+1 head/pooler, else None."""
         if param_name.startswith(self.blocks_prefix + "."):
@@ -66,7 +77,7 @@ class ModelParts:
             return 0
         if any(param_name.startswith(t + ".") for t in self.top):
             return self.num_layers
-        if any(param_name.startswith(h + ".") for h in self.head) or (
+        if any(param_name.startswith(h + ".") for h in [*self.head, *self.lm_head]) or (
             self.pooler and param_name.startswith(self.pooler[0] + ".")
         ):
             return self.num_layers + 1
@@ -144,11 +155,12 @@ def find_parts(model: nn.Module) -> ModelParts:
     for child_name, child in backbone.named_children():
         if "pool" in child_name:
             pooler = (f"{backbone_name}.{child_name}", child)
-    head = {}
+    head, lm_head = {}, {}
+    output_embeddings = task_model.get_output_embeddings()
     for child in task_model.children():
         if child is backbone or not any(True for _ in child.parameters()):
             continue
-        head[names[id(child)]] = child
+        (lm_head if child is output_embeddings else head)[names[id(child)]] = child
     skip = [embeddings, blocks] + ([pooler[1]] if pooler else [])
     order = forward_order(backbone, blocks)
     top = {
@@ -163,6 +175,7 @@ def find_parts(model: nn.Module) -> ModelParts:
         blocks=list(blocks),
         blocks_prefix=f"{backbone_name}.{list_name}",
         head=head,
+        lm_head=lm_head,
         pooler=pooler,
         embeddings_prefix=f"{backbone_name}.{emb_name}",
         top=top,

@@ -155,6 +155,22 @@ class RunRecord:
             "validation (`ptft_bench.run.baselines.learning_check`); older records judged test"
         ),
     )
+    forgetting: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            'the causal-LM loss on held-out general text before and after training: {"base_loss", '
+            '"loss", "delta" (positive: forgot), "text"}, or {"omitted": reason} '
+            "(`ptft_bench.run.forgetting`)",
+            "nats per token",
+        ),
+    )
+    generation: dict[str, Any] | None = field(
+        default=None,
+        metadata=doc(
+            'generation runs: {"max_new_tokens", "num_beams", "columns": {metric: [start, end]} '
+            'of the per-input statistics in the predictions file, "constant": the floor\'s text}'
+        ),
+    )
     fit: dict[str, Any] | None = field(
         default=None,
         metadata=doc(

@@ -50,6 +50,11 @@ class RunStore:
             rel = self.write_predictions(record.run_id, predictions)
             splits = {name: int(len(p["pred"])) for name, p in predictions.items()}
             record.predictions = {"file": rel, "splits": splits}
+            texts = {name: p["texts"] for name, p in predictions.items() if "texts" in p}
+            if texts:  # generation runs: the decoded texts, per split in split order
+                path = self.predictions_dir / f"{record.run_id}.texts.json"
+                atomic.write_json(path, texts)
+                record.predictions["texts"] = str(path.relative_to(self.root))
         return atomic.write_json(self.path(record.run_id), record.to_dict())
 
     def write_predictions(self, run_id: str, predictions: dict[str, dict[str, np.ndarray]]) -> str:

@@ -24,14 +24,25 @@ from ptft_bench.cost import meters as cost
 from ptft_bench.errors import UserError
 from ptft_bench.models import features
 from ptft_bench.models.features import head_linear
-from ptft_bench.models.load import load_classifier, load_tokenizer
+from ptft_bench.models.load import load_causal_lm, load_classifier, load_config, load_tokenizer
 from ptft_bench.models.parts import find_parts, unique_named_parameters
+from ptft_bench.models.pooling import is_decoder
 from ptft_bench.records.record import RunRecord, now
 from ptft_bench.records.store import RunStore
 from ptft_bench.run.caching import prepare_cache
-from ptft_bench.run.measure import RunInputs, Trained, measure_inference, measurements
+from ptft_bench.run.forgetting import forgetting, lm_loss
+from ptft_bench.run.generation import MAX_NEW_TOKENS, decode, score_texts
+from ptft_bench.run.generation import baseline as generation_baseline
+from ptft_bench.run.generation import learning_check as generation_check
+from ptft_bench.run.measure import (
+    RunInputs,
+    Trained,
+    measure_generation_cost,
+    measure_inference,
+    measurements,
+)
 from ptft_bench.run.spec import RunSpec
-from ptft_bench.run.train import fit, score
+from ptft_bench.run.train import fit, score, selection_metric
 from ptft_bench.strategy.registry import StrategyContext
 from ptft_bench.tasks import TaskData, load_task
 from ptft_bench.tasks.encode import EncodedSplit, encode_task
@@ -110,6 +121,15 @@ class SweepContext:
             self.task(t)
         for m in models:
             self.tokenizer(m)
+        generation = [t for t in tasks if self.task(t).spec.is_generation]
+        for m in models if generation else []:
+            config = load_config(m)
+            if not is_decoder(config):
+                raise UserError(
+                    f"{generation[0]} is a generation task and {m} an encoder "
+                    f"({config.model_type}): generation tasks need a decoder language model, "
+                    "e.g. --model smollm2-135m"
+                )
 
 
 @dataclass
@@ -124,6 +144,8 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
 
     started = now()
     task = ctx.task(spec.task)
+    if task.spec.is_generation:
+        return _execute_generation(spec, ctx, task, started)
     encoded = ctx.encoded(spec.task, spec.model, spec.budget.max_length)
     acc = ctx.accelerator
     # The run's memory is measured from before its model is loaded (the baseline) to the end of
@@ -152,6 +174,75 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
     }
     measured = measurements(run, trained, memory, inference_cost, labels)
     return RunResult(RunRecord.ok(spec, ctx.env, started, **measured), predictions)
+
+
+def _execute_generation(spec: RunSpec, ctx: SweepContext, task, started: str) -> RunResult:
+    """A generation run: a causal LM, trained on target tokens, decoded and scored, with the
+    change of its general-text loss (forgetting) and its generation cost."""
+    from accelerate.utils import set_seed
+
+    encoded = ctx.encoded(spec.task, spec.model, spec.budget.max_length)
+    acc, tokenizer = ctx.accelerator, ctx.tokenizer(spec.model)
+    with cost.PeakMemory(acc.device) as memory:
+        set_seed(spec.seed)
+        model = load_causal_lm(spec.model).to(acc.device)
+        base = find_parts(model)
+        base_params = sum(p.numel() for _, p in unique_named_parameters(model))
+        before = lm_loss(base, tokenizer, acc.device, acc.autocast)
+        schedule = spec.budget.schedule(len(encoded["train"]), acc.num_processes)
+        context = StrategyContext(base, schedule.total_steps, schedule.steps_per_epoch)
+        strategy = spec.new_strategy()
+        reason = type(strategy).supports_task("generation")
+        if reason:
+            raise ValueError(reason)
+        model = strategy.apply(model, context)
+        parts = context.parts if model is context.parts.model else find_parts(model)
+        run = RunInputs(spec, ctx, task, encoded, strategy, parts)
+        trained = _train(run)
+        scored = None if trained.pruned else _decode_and_score(run)
+    quality = {
+        "forgetting": forgetting(before, lm_loss(parts, tokenizer, acc.device, acc.autocast), parts)
+    }
+    predictions: dict[str, dict] = {}
+    if scored is not None:
+        quality.update(_generation_quality(run, trained, scored))
+        for name, sc in scored.items():
+            matrix, columns = sc.matrix()
+            predictions[name] = {"pred": matrix, "label": np.zeros(len(matrix)), "texts": sc.texts}
+            trained.fit.metrics[name] = {**trained.fit.metrics.get(name, {}), **sc.metrics}
+        quality["generation"] = {
+            "max_new_tokens": MAX_NEW_TOKENS,
+            "num_beams": 1,
+            "columns": columns,
+        }
+        quality["generation"]["constant"] = quality["baseline"]["value"]
+    inference_cost = None if trained.pruned else measure_generation_cost(run, base_params)
+    measured = measurements(run, trained, memory, inference_cost, {}, quality)
+    return RunResult(RunRecord.ok(spec, ctx.env, started, **measured), predictions)
+
+
+def _decode_and_score(run: RunInputs) -> dict:
+    """Decoded and scored validation and test inputs (the best epoch's weights)."""
+    acc, tokenizer = run.ctx.accelerator, run.ctx.tokenizer(run.spec.model)
+    out = {}
+    for name in ("validation", "test"):
+        split = run.encoded[f"inputs_{name}"]
+        texts = decode(run.parts.model, split, tokenizer, acc.device, acc.autocast)
+        out[name] = score_texts(texts, split.references)
+    return out
+
+
+def _generation_quality(run: RunInputs, trained: Trained, scored: dict) -> dict:
+    refs = {name: run.encoded[f"inputs_{name}"].references for name in scored}
+    base = generation_baseline(list(run.task.train["target"]), refs)
+    check = generation_check(
+        run.task.spec.primary_metric,
+        scored["validation"],
+        refs["validation"],
+        base["value"],
+        trained.fit.history,
+    )
+    return {"baseline": base, "learning_check": check}
 
 
 def _fit_closed_form(run: RunInputs) -> Trained:
@@ -191,7 +282,9 @@ def _train(run: RunInputs) -> Trained:
     """Count, cache what stays frozen, fit, and meter FLOPs and memory on the way."""
     if not run.strategy.trains_by_gradient:
         return _fit_closed_form(run)
-    spec, strategy, parts, encoded = run.spec, run.strategy, run.parts, run.encoded
+    spec, strategy, parts = run.spec, run.strategy, run.parts
+    # what the loop trains and validates on (a generation task's prompts to decode come later)
+    encoded = {k: v for k, v in run.encoded.items() if not k.startswith("inputs_")}
     model, acc, budget, pad_id = parts.model, run.ctx.accelerator, spec.budget, run.pad_id
     trainable = {n for n, _ in strategy.trainable_named_parameters(model)}
     fm = flops.flops_model(model, parts=parts)  # the set that trains now (before any unfreezing)
@@ -199,7 +292,9 @@ def _train(run: RunInputs) -> Trained:
     changes = any(cb.changes_trainable_set() for cb in callbacks)
     schedule = budget.schedule(len(encoded["train"]), acc.num_processes)
     pruning = (
-        spec.trial.callback(run.task.spec.primary_metric, schedule.epochs) if spec.trial else None
+        spec.trial.callback(selection_metric(run.task.spec), schedule.epochs)
+        if spec.trial
+        else None
     )
     cache, cache_info = prepare_cache(
         parts, trainable, changes, encoded, budget, pad_id, acc.device

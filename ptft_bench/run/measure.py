@@ -86,19 +86,47 @@ def measure_inference(run: RunInputs, base_params: int) -> dict[str, Any]:
     return out
 
 
+def measure_generation_cost(run: RunInputs, base_params: int) -> dict[str, Any]:
+    """Time to first token and tokens/s of the trained and (if any) merged causal LM."""
+    t0 = time.perf_counter()
+    model, acc, pad_id = run.parts.model, run.ctx.accelerator, run.pad_id
+    prompts, batch = run.encoded["inputs_test"], run.spec.budget.eval_batch_size
+    measure = inference.measure_generation
+    out: dict[str, Any] = {
+        "model": measure(model, prompts, pad_id, acc.device, acc.autocast, batch)
+    }
+    params = sum(p.numel() for _, p in unique_named_parameters(model))
+    out["same_architecture_as_base"] = params == base_params and not hasattr(model, "peft_config")
+    merged = run.strategy.merged(model)
+    if merged is not None:
+        out["merged"] = measure(merged, prompts, pad_id, acc.device, acc.autocast, batch)
+        out["merged_max_logit_difference"] = inference.max_lm_logit_difference(
+            model, merged, prompts, pad_id, acc.device
+        )
+        del merged
+    out["measure_seconds"] = time.perf_counter() - t0
+    return out
+
+
 def measurements(
     run: RunInputs,
     trained: Trained,
     memory: cost.PeakMemory | None,
     inference_cost: dict[str, Any] | None,
     labels: dict[str, Any],
+    quality: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every measured field of the record (`RunRecord`), from the trained run."""
+    """Every measured field of the record (`RunRecord`), from the trained run.
+
+    `quality` ({"baseline", "learning_check", "forgetting"}) replaces the classification floor
+    and check for a generation run (`ptft_bench.run.generation`)."""
     r, task = trained.fit, run.task
-    base = baselines.baseline(task.spec, run.encoded["train"].labels, labels)
     primary = task.spec.primary_metric
-    val_preds = r.predictions.get("validation")
-    check = baselines.learning_check(task.spec, r.history, val_preds, labels["validation"])
+    if quality is None:
+        base = baselines.baseline(task.spec, run.encoded["train"].labels, labels)
+        val_preds = r.predictions.get("validation")
+        check = baselines.learning_check(task.spec, r.history, val_preds, labels["validation"])
+        quality = {"baseline": base, "learning_check": check}
     return {
         "precision": run.ctx.precision,
         "model_source": model_source(run.spec.model),
@@ -108,8 +136,7 @@ def measurements(
         "best_epoch": r.best_epoch,
         "training_stop": r.stop or None,
         "steps": r.steps,
-        "baseline": base,
-        "learning_check": check,
+        **quality,
         "history": r.history,
         "fit": trained.fit_info,
         **({"tuning": {**run.spec.tuning_identity(), **trained.tuning}} if trained.tuning else {}),
@@ -123,7 +150,7 @@ def _task_info(task, encoded) -> dict[str, Any]:
     return {
         "num_train": len(encoded["train"]),
         "num_validation": len(encoded["validation"]),
-        "num_test": len(encoded["test"]),
+        "num_test": len(encoded["test"] if "test" in encoded else encoded["inputs_test"]),
         "primary_metric": task.spec.primary_metric,
         "metrics": list(task.spec.metrics),
         "is_regression": task.spec.is_regression,

@@ -93,10 +93,46 @@ def predict(
     return result
 
 
+LM_EVAL_BATCH = 16  # logits over a vocabulary of ~50k: 16 x 100 positions x 50k floats = 320 MB
+
+
+@torch.no_grad()
+def lm_losses(
+    model: torch.nn.Module, split: D.EncodedSplit, pad_id: int, batch_size: int, accelerator
+) -> np.ndarray:
+    """Each example's mean next-token loss on its target tokens (generation pairs)."""
+    model = accelerator.unwrap_model(model)
+    model.eval()
+    out = np.zeros(len(split), dtype=np.float64)
+    for b in D.eval_batches(split.lengths, min(batch_size, LM_EVAL_BATCH)):
+        batch = _to_device(D.collate(split, b, pad_id), accelerator.device)
+        labels = batch.pop("labels")
+        with accelerator.autocast():
+            logits = model(**batch).logits
+        # prompt methods prepend virtual positions; position t predicts token t + 1; -100
+        # (prompt, padding) carries no loss
+        logits = logits[:, -labels.shape[1] :]
+        logits, labels = logits[:, :-1].float(), labels[:, 1:]
+        tok = torch.nn.functional.cross_entropy(
+            logits.transpose(1, 2), labels, ignore_index=-100, reduction="none"
+        )
+        counted = (labels != -100).sum(dim=1).clamp(min=1)
+        out[b] = (tok.sum(dim=1) / counted).cpu().numpy()
+    return out
+
+
 def evaluate(
     model, split, spec, pad_id, batch_size, accelerator, cache=None, name=""
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Metrics of `split` and the predictions (class ids or values) they were computed from."""
+    """Metrics of `split` and the predictions (class ids or values) they were computed from.
+
+    Generation pairs: the mean target-token loss ({"loss", "neg_loss"}; per-example losses as
+    predictions). Decoded text is scored after training (`ptft_bench.run.generation`)."""
+    if getattr(spec, "is_generation", False):
+        losses = lm_losses(model, split, pad_id, batch_size, accelerator)
+        weights = np.array([max(int((t != -100).sum()), 1) for t in split.token_labels])
+        loss = float((losses * weights).sum() / weights.sum()) if len(losses) else math.nan
+        return {"loss": loss, "neg_loss": -loss}, losses
     logits = predict(model, split, pad_id, batch_size, accelerator, cache, name)
     return compute_metrics(spec, logits, split.labels), predictions(spec, logits)
 
@@ -233,7 +269,7 @@ class _Loop:
         self.set_state(best_state)  # the best epoch's weights score the test split(s)
         for name in sorted(k for k in self.encoded if k.startswith("test")):
             self.result.metrics[name], self.result.predictions[name] = self._evaluate(name)
-        self.result.test = self.result.metrics["test"]
+        self.result.test = self.result.metrics.get("test", {})  # generation: scored on decoding
         self.result.train_seconds = self.t_train
         self.result.steps = self.step
         return self.result
@@ -248,7 +284,7 @@ class _Loop:
             self.result.history.append(
                 {"step": self.step, "epoch": epoch + 1, "validation": val_metrics}
             )
-            score = val_metrics[self.spec.primary_metric]
+            score = val_metrics[selection_metric(self.spec)]
             score = score if math.isfinite(score) else -math.inf
             if score > best_score or best_state is None:
                 best_score, best_state, bad_epochs = score, self.get_state(), 0
@@ -348,6 +384,11 @@ class _Loop:
                 running, running_n = 0.0, 0
             self.bar.update(1)
         self.t_train += time.perf_counter() - t0
+
+
+def selection_metric(spec) -> str:
+    """What picks the best epoch: the primary metric, or (generation) the negated val loss."""
+    return getattr(spec, "selection_metric", None) or spec.primary_metric
 
 
 def _optimizer(param_groups, budget: Budget, schedule: Schedule, device: torch.device):

@@ -71,6 +71,9 @@ class Strategy:
     # engine then extracts the head's input features once and calls `fit_features` instead of
     # running the gradient loop; learning rates do not apply to them.
     trains_by_gradient: ClassVar[bool] = True
+    # Strategies whose whole point is a task head on top of the model (head-only, the linear
+    # probe) cannot run on a generation task, which trains the language model itself.
+    needs_task_head: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.config = build_config(self.config_class, params, owner=self.name)
@@ -91,6 +94,17 @@ class Strategy:
         Override for methods that legitimately lack support for an architecture (e.g. a peft
         method without target modules for DistilBERT); the reason should name the architecture.
         """
+        return None
+
+    @classmethod
+    def supports_task(cls, kind: str) -> str | None:
+        """None when the strategy can run on a task of this kind, else the reason it cannot."""
+        if kind == "generation" and cls.needs_task_head:
+            return (
+                f"{cls.name} trains a task head on top of the model, and a generation task has "
+                "none (the language model itself learns to write): use full, lora, ia3, "
+                "prompt_tuning or adapter"
+            )
         return None
 
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:

@@ -14,6 +14,7 @@ divided over the workers.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -96,7 +97,8 @@ def run_work(spec, ctx) -> Work:
         spec.variant.name,
         json.dumps(spec.strategy_params, sort_keys=True),
     )
-    structure = _structure(key, spec, task.spec.num_labels, task.spec.is_regression, lengths)
+    kind = getattr(task.spec, "kind", "") or ("regression" if task.spec.is_regression else "")
+    structure = _structure(key, spec, task.spec.num_labels, kind, lengths)
     if structure is None:  # the strategy refuses the model: the run fails at once, no work
         return Work(0.0, 0.0, spec.model)
     return _work(spec, lengths, structure)
@@ -106,6 +108,10 @@ def _work(spec, lengths, structure: RunStructure) -> Work:
     b, fm, first_cached = spec.budget, structure.flops_now, structure.cached_blocks
     train, val = lengths["train"], lengths["validation"]
     tests = [v for k, v in lengths.items() if k.startswith("test")]
+    # generation: decoding the validation and test prompts, about half the new-token budget each
+    decoded = sum(
+        float(v.sum()) + len(v) * 32 for k, v in lengths.items() if k.startswith("inputs_")
+    )
     mean = float(train.mean()) if len(train) else 1.0
     forward = flops.prefix_forward_flops(fm, mean, len(fm.stages) - 1, b.eval_batch_size)
     schedule = b.schedule(len(train))
@@ -127,33 +133,39 @@ def _work(spec, lengths, structure: RunStructure) -> Work:
     single, batched = LATENCY_EXAMPLES + WARMUP, THROUGHPUT_EXAMPLES
     measured = (min(single, len(tests[0])) + min(batched, len(tests[0]))) * mean if tests else 0.0
     eval_tokens = float(val.sum()) * epochs + test_tokens + measured * (1 + structure.mergeable)
+    eval_tokens += decoded
     return Work(float(train_flops), float(forward * eval_tokens), spec.model)
 
 
 _STRUCTURES: dict[tuple, RunStructure | None] = {}
 
 
-def _structure(key, spec, num_labels, is_regression, lengths) -> RunStructure | None:
+def _structure(key, spec, num_labels, kind, lengths) -> RunStructure | None:
     """The run's `RunStructure`, or None when the strategy does not support the model
     (`Strategy.supports`)."""
     steps = spec.budget.schedule(len(lengths["train"])).total_steps
-    full_key = (*key, num_labels, is_regression, steps, spec.budget.frozen_cache)
+    full_key = (*key, num_labels, kind, steps, spec.budget.frozen_cache)
     if full_key not in _STRUCTURES:
-        _STRUCTURES[full_key] = _build_structure(spec, num_labels, is_regression, steps)
+        _STRUCTURES[full_key] = _build_structure(spec, num_labels, kind, steps)
     return _STRUCTURES[full_key]
 
 
-def _build_structure(spec, num_labels, is_regression, total_steps) -> RunStructure | None:
-    from transformers import AutoModelForSequenceClassification
+def _build_structure(spec, num_labels, kind, total_steps) -> RunStructure | None:
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    config = load_config(spec.model)
-    config.num_labels = num_labels
-    if is_regression:
-        config.problem_type = "regression"
+    config = copy.deepcopy(load_config(spec.model))
+    strategy = spec.new_strategy()
+    if type(strategy).supports_task(kind):
+        return None
     with torch.device("meta"):  # the structure only: no weights are allocated
-        model = AutoModelForSequenceClassification.from_config(config)
-        pooling.install(model, spec.pooling if spec.pooling in pooling.POOLINGS else "cls")
-        strategy = spec.new_strategy()
+        if kind == "generation":
+            model = AutoModelForCausalLM.from_config(config)
+        else:
+            config.num_labels = num_labels
+            if kind == "regression":
+                config.problem_type = "regression"
+            model = AutoModelForSequenceClassification.from_config(config)
+            pooling.install(model, spec.pooling if spec.pooling in pooling.POOLINGS else "cls")
         if type(strategy).supports(model):
             return None
         model = strategy.apply(model, StrategyContext.of(model, total_steps=total_steps))

@@ -11,6 +11,15 @@ Two ways to use one:
   Without ``text=`` the usual column names are tried (text, sentence, sentence1/sentence2, ...).
 
 String labels become classes named by the sorted distinct values of the training file.
+
+Generation tasks from a file (prompt -> text; see ``ptft_bench.tasks.generation`` for the frames):
+
+- in code: ``custom_generation_task("pairs.jsonl", prompt_column="question", target_column="answer")``;
+- by name string: ``gen:PATH?prompt=COLUMN&target=COLUMN&test=PATH`` (CSV, TSV, JSON lines; format
+  from the suffix, or ``&format=csv|tsv|jsonl|json``; ``&primary=chrf`` to rank by another metric).
+  Without ``prompt=`` / ``target=`` the usual names are tried (prompt, input, source, mr /
+  target, output, completion, reference, ref). Rows sharing a prompt are the references of one
+  input in validation and test; validation (and test, without ``test=``) is held out by prompt.
 """
 
 from __future__ import annotations
@@ -22,10 +31,21 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from ptft_bench.errors import UserError
+from ptft_bench.tasks.generation_metrics import GENERATION_METRICS
 from ptft_bench.tasks.sources import label_names_from, read_table
-from ptft_bench.tasks.spec import CUSTOM_TASKS, GLUE_TASKS, MOVIE_TASKS, TaskSpec
+from ptft_bench.tasks.spec import (
+    CUSTOM_TASKS,
+    GENERATION_TASKS,
+    GLUE_TASKS,
+    MOVIE_TASKS,
+    TaskSpec,
+    generation_spec,
+)
 
 FILE_PREFIXES = {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "json", "file": None}
+GENERATION_PREFIX = "gen"
+PROMPT_COLUMNS = ("prompt", "input", "source", "mr")
+TARGET_COLUMNS = ("target", "output", "completion", "reference", "ref")
 
 # Tried in order when no text columns are given: pairs first, so a pair file is not read as a
 # single-sentence task by accident.
@@ -53,7 +73,8 @@ class CustomSource:
     test_path: str | None = None
 
 
-# name -> source; the matching spec lives in spec.CUSTOM_TASKS
+# name -> source; the matching spec lives in spec.CUSTOM_TASKS. A generation task stores its
+# prompt column as text_columns[0] and its target column as label_column.
 CUSTOM_SOURCES: dict[str, CustomSource] = {}
 
 
@@ -91,9 +112,7 @@ def custom_task(
         fmt: ``"csv"``, ``"tsv"``, ``"jsonl"`` or ``"json"``; default from the suffix.
     """
     p = Path(path).expanduser()
-    name = name or p.stem
-    if name.lower() in GLUE_TASKS or name.lower() in MOVIE_TASKS:
-        raise UserError(f"custom task name {name!r} is a built-in task: pass another name=")
+    name = _custom_name(name, p)
     raw = read_table(p, fmt)
     text = tuple(text_columns) if text_columns else _guess_text_columns(list(raw.columns), str(p))
     if len(text) not in (1, 2):
@@ -128,6 +147,80 @@ def custom_task(
     return spec
 
 
+def _custom_name(name: str | None, p: Path) -> str:
+    name = name or p.stem
+    if (
+        name.lower() in GLUE_TASKS
+        or name.lower() in MOVIE_TASKS
+        or name.lower() in GENERATION_TASKS
+    ):
+        raise UserError(f"custom task name {name!r} is a built-in task: pass another name=")
+    return name
+
+
+def _pick_column(
+    given: str | None, candidates: tuple[str, ...], columns: list, what: str, p
+) -> str:
+    if given:
+        if given not in columns:
+            raise UserError(
+                f"{p}: {what} column {given!r} not found; the file has columns {columns}"
+            )
+        return given
+    for c in candidates:
+        if c in columns:
+            return c
+    raise UserError(
+        f"{p}: cannot tell which column holds the {what} (columns: {columns}): write "
+        f"gen:PATH?{what}=COLUMN (or pass {what}_column=)"
+    )
+
+
+def custom_generation_task(
+    path: str | os.PathLike,
+    prompt_column: str | None = None,
+    target_column: str | None = None,
+    name: str | None = None,
+    test_path: str | os.PathLike | None = None,
+    fmt: str | None = None,
+    primary_metric: str = "bleu",
+) -> TaskSpec:
+    """Register a generation task (prompt -> target text) read from a file and return its spec.
+
+    Args:
+        path: training file (.csv, .tsv, .jsonl or .json), one (prompt, target) pair per row;
+            rows sharing a prompt are references of one input. Validation is held out from it
+            by prompt; so is the test split unless ``test_path`` is given.
+        prompt_column / target_column: the columns; None tries common names.
+        name: registry name; default the file's stem. Built-in task names are refused.
+        test_path: optional file with the same columns, used as the test split.
+        fmt: ``"csv"``, ``"tsv"``, ``"jsonl"`` or ``"json"``; default from the suffix.
+        primary_metric: the ranking metric, one of ``GENERATION_METRICS``.
+    """
+    p = Path(path).expanduser()
+    name = _custom_name(name, p)
+    if primary_metric not in GENERATION_METRICS:
+        raise UserError(
+            f"primary metric {primary_metric!r} is not a generation metric: choose one of "
+            f"{', '.join(GENERATION_METRICS)}"
+        )
+    columns = list(read_table(p, fmt).columns)
+    prompt = _pick_column(prompt_column, PROMPT_COLUMNS, columns, "prompt", p)
+    target = _pick_column(target_column, TARGET_COLUMNS, columns, "target", p)
+    if prompt == target:
+        raise UserError(f"{p}: prompt and target are the same column {prompt!r}: name two columns")
+    test = str(Path(test_path).expanduser()) if test_path else None
+    spec = generation_spec(
+        name,
+        f"custom generation task from {p.name} ({prompt} -> {target})",
+        f"file: {p}" + (f" (test: {test_path})" if test_path else ""),
+        primary=primary_metric,
+    )
+    CUSTOM_TASKS[name] = spec
+    CUSTOM_SOURCES[name] = CustomSource(str(p), (prompt,), target, fmt, test)
+    return spec
+
+
 def _class_names(labels, label_names: Sequence[str] | None, column: str, p: Path) -> tuple:
     """The class set: as given, or the sorted distinct training labels (at least two)."""
     names = tuple(str(n) for n in label_names) if label_names else label_names_from(labels.dropna())
@@ -140,22 +233,47 @@ def _class_names(labels, label_names: Sequence[str] | None, column: str, p: Path
 
 
 def is_file_task(name: str) -> bool:
-    """True for name strings such as ``csv:PATH`` that describe a file task."""
+    """True for name strings such as ``csv:PATH`` or ``gen:PATH`` that describe a file task."""
     prefix, sep, _ = name.partition(":")
-    return bool(sep) and prefix.lower() in FILE_PREFIXES
+    return bool(sep) and (prefix.lower() in FILE_PREFIXES or prefix.lower() == GENERATION_PREFIX)
 
 
-def task_from_string(name: str) -> TaskSpec:
-    """Register (or refresh) the task a ``csv:PATH?text=...&label=...`` string describes."""
+def _parse(name: str, allowed: set[str]) -> tuple[str, str, dict[str, str]]:
+    """(prefix, path, options) of a ``PREFIX:PATH?key=value&...`` task string."""
     prefix, _, rest = name.partition(":")
     path, _, query = rest.partition("?")
     if not path:
         raise UserError(f"task {name!r} names no file: write {prefix}:PATH")
     opts = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-    allowed = {"text", "label", "regression", "test", "labels"}
     unknown = sorted(set(opts) - allowed)
     if unknown:
         raise UserError(f"task {name!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+    return prefix, path, opts
+
+
+def generation_task_from_string(name: str) -> TaskSpec:
+    """Register (or refresh) the task a ``gen:PATH?prompt=...&target=...&test=...`` string names."""
+    _, path, opts = _parse(name, {"prompt", "target", "test", "format", "primary"})
+    fmt = opts.get("format") or None
+    if fmt is not None and fmt not in ("csv", "tsv", "jsonl", "json"):
+        raise UserError(f"task {name!r}: format {fmt!r} is not one of csv, tsv, jsonl, json")
+    return custom_generation_task(
+        path,
+        prompt_column=opts.get("prompt") or None,
+        target_column=opts.get("target") or None,
+        name=name,
+        test_path=opts.get("test") or None,
+        fmt=fmt,
+        primary_metric=opts.get("primary") or "bleu",
+    )
+
+
+def task_from_string(name: str) -> TaskSpec:
+    """Register (or refresh) the task a ``csv:PATH?text=...&label=...`` (or ``gen:...``) string
+    describes."""
+    if name.partition(":")[0].lower() == GENERATION_PREFIX:
+        return generation_task_from_string(name)
+    prefix, path, opts = _parse(name, {"text", "label", "regression", "test", "labels"})
     split = lambda s: [c.strip() for c in s.split(",") if c.strip()] or None  # noqa: E731
     return custom_task(
         path,

@@ -23,11 +23,18 @@ _MEMORY_CACHE: dict[str, dict[str, EncodedSplit]] = {}
 
 @dataclass
 class EncodedSplit:
-    """One tokenised split: variable-length token id arrays and the labels."""
+    """One tokenised split: variable-length token id arrays and the labels.
+
+    Generation tasks: training / validation pairs carry `token_labels` (the target's token ids
+    after the prompt, -100 on the prompt: the loss is on the target only), and the inputs to
+    decode carry their `references` (one list of texts per input; `input_ids` is the prompt).
+    """
 
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
     labels: np.ndarray
+    token_labels: list[np.ndarray] | None = None
+    references: list[list[str]] | None = None
 
     @property
     def lengths(self) -> np.ndarray:
@@ -49,9 +56,16 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def encode_task(task, tokenizer, max_length: int, use_disk: bool = True) -> dict[str, EncodedSplit]:
-    """Tokenise train / validation / test of `task` (a TaskData), cached."""
+    """Tokenise train / validation / test of `task` (a TaskData), cached.
+
+    A generation task gives "train" and "validation" (prompt + target pairs, for the loss) and
+    "inputs_validation" / "inputs_test" (the prompts to decode, with their references).
+    """
+    generation = getattr(task.spec, "is_generation", False)
+    template = getattr(tokenizer, "chat_template", None) or ""
+    kind = f"gen|{hashlib.sha256(template.encode()).hexdigest()[:12]}" if generation else "cls"
     key = hashlib.sha256(
-        f"{task.fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}".encode()
+        f"{task.fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{kind}".encode()
     ).hexdigest()[:24]
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
@@ -63,13 +77,16 @@ def encode_task(task, tokenizer, max_length: int, use_disk: bool = True) -> dict
             return out
         except Exception:  # a corrupt cache file is rebuilt, never trusted
             path.unlink(missing_ok=True)
-    out = {
-        name: encode_frame(getattr(task, name), tokenizer, max_length)
-        for name in ("train", "validation", "test")
-    }
-    # Further test splits (MNLI: "test_mismatched") are scored like `test`.
-    for name, frame in task.extra_tests.items():
-        out[name] = encode_frame(frame, tokenizer, max_length)
+    if generation:
+        out = encode_generation(task, tokenizer, max_length)
+    else:
+        out = {
+            name: encode_frame(getattr(task, name), tokenizer, max_length)
+            for name in ("train", "validation", "test")
+        }
+        # Further test splits (MNLI: "test_mismatched") are scored like `test`.
+        for name, frame in task.extra_tests.items():
+            out[name] = encode_frame(frame, tokenizer, max_length)
     _MEMORY_CACHE[key] = out
     if use_disk:
         atomic.save_torch(path, out)
@@ -89,6 +106,67 @@ def encode_frame(frame, tokenizer, max_length: int) -> EncodedSplit:
     return EncodedSplit(ids, tt, labels)
 
 
+# -- generation ----------------------------------------------------------------------------------
+def prompt_text(tokenizer, prompt: str) -> str:
+    """The prompt as the model expects it: its chat template where it has one (an instruction-
+    tuned model answers its own format), else the prompt and a new line."""
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "user", "content": prompt}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return prompt + "\n"
+
+
+def _prompt_ids(tokenizer, prompts: list[str], max_length: int) -> list[np.ndarray]:
+    templated = bool(getattr(tokenizer, "chat_template", None))  # the template has its tokens
+    texts = [prompt_text(tokenizer, p) for p in prompts]
+    enc = tokenizer(texts, add_special_tokens=not templated, padding=False)["input_ids"]
+    # a prompt keeps its end (where the answer starts) if it must be cut
+    return [np.asarray(x[-(max_length // 2) :], dtype=np.int32) for x in enc]
+
+
+def _pairs(tokenizer, prompts: list[str], targets: list[str], max_length: int) -> EncodedSplit:
+    eos = tokenizer.eos_token_id
+    prompt_ids = _prompt_ids(tokenizer, prompts, max_length)
+    target_ids = tokenizer(targets, add_special_tokens=False, padding=False)["input_ids"]
+    ids, token_labels = [], []
+    for p, t in zip(prompt_ids, target_ids):
+        t = np.asarray([*t, *([eos] if eos is not None else [])], dtype=np.int32)
+        t = t[: max(1, max_length - len(p))]
+        ids.append(np.concatenate([p, t]).astype(np.int32))
+        token_labels.append(np.concatenate([np.full(len(p), -100, np.int32), t]))
+    return EncodedSplit(ids, None, np.zeros(len(ids), np.int64), token_labels=token_labels)
+
+
+def encode_generation(task, tokenizer, max_length: int) -> dict[str, EncodedSplit]:
+    """Pairs for the loss (every reference of a validation input is a pair) and prompts to decode."""
+    out = {
+        "train": _pairs(
+            tokenizer, list(task.train["prompt"]), list(task.train["target"]), max_length
+        )
+    }
+    val = task.validation
+    prompts = [p for p, refs in zip(val["prompt"], val["references"]) for _ in refs]
+    targets = [r for refs in val["references"] for r in refs]
+    out["validation"] = _pairs(tokenizer, prompts, targets, max_length)
+    for name, frame in (("validation", val), ("test", task.test)):
+        ids = _prompt_ids(tokenizer, list(frame["prompt"]), max_length)
+        refs = [list(r) for r in frame["references"]]
+        out[f"inputs_{name}"] = EncodedSplit(ids, None, np.arange(len(ids)), references=refs)
+    return out
+
+
+def collate_prompts(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """Prompts padded on the left (generation continues from the last position of each row)."""
+    seqs = [split.input_ids[i] for i in idx]
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s) :] = s
+        mask[r, width - len(s) :] = 1
+    return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+
+
 def collate(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
     """Pad the examples `idx` to their own longest length."""
     seqs = [split.input_ids[i] for i in idx]
@@ -104,7 +182,13 @@ def collate(split: EncodedSplit, idx: np.ndarray, pad_id: int) -> dict[str, torc
         for r, i in enumerate(idx):
             tt[r, : len(split.token_type_ids[i])] = split.token_type_ids[i]
         batch["token_type_ids"] = torch.from_numpy(tt)
-    batch["labels"] = torch.from_numpy(split.labels[idx])
+    if split.token_labels is not None:  # a generation pair: the loss on the target tokens only
+        labels = np.full((len(seqs), width), -100, dtype=np.int64)
+        for r, i in enumerate(idx):
+            labels[r, : len(split.token_labels[i])] = split.token_labels[i]
+        batch["labels"] = torch.from_numpy(labels)
+    else:
+        batch["labels"] = torch.from_numpy(split.labels[idx])
     return batch
 
 

@@ -11,6 +11,13 @@ Split sizes (all stratified by class, or by score quintile for regression, and s
   8,530, imdb 5,000 of 25,000. A custom task without ``test_path`` holds out like validation but
   capped at 5,000.
 - ``max_train_samples`` / ``max_eval_samples``: stratified, nested prefixes of a seeded order.
+
+Generation tasks (``spec.is_generation``) are split by input, never by row, and their frames have
+other columns (train: ``prompt``, ``target``; validation / test: ``prompt``, ``references``,
+``target``): see ``ptft_bench.tasks.generation``. ``max_train_samples`` caps training pairs
+(round-robin over inputs), ``max_eval_samples`` caps validation and test inputs. e2e: 55 of
+devset.csv's 547 MRs are validation, the other 492 (their pairs) train; test is testset_w_refs.csv's
+630 MRs.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 from ptft_bench.errors import UserError
-from ptft_bench.tasks import custom, sources, splits
+from ptft_bench.tasks import custom, generation, sources, splits
 from ptft_bench.tasks.spec import TaskData, TaskSpec, get_spec
 
 SOURCES = ("auto", "local", "hub", "package", "file")
@@ -54,6 +61,14 @@ def _read(spec: TaskSpec, data_dir: str | os.PathLike | None, source: str):
         if source not in ("auto", "file"):
             raise UserError(f"task {spec.name} is read from its file: use source='auto'")
         return _read_custom(spec)
+    if spec.family == "generation":
+        if source not in ("auto", "local"):
+            raise UserError(
+                f"task {spec.name} is read from its folder: use source 'auto' or 'local'"
+            )
+        # load_task passes the resolved e2e folder as data_dir
+        folder = Path(data_dir) if data_dir else generation.find_e2e_folder(None)
+        return generation.read_e2e(folder), f"e2e_dir:{folder}", False
     if source == "hub" or (source == "auto" and data_dir is None):
         return sources.read_glue_hub(spec), f"hub:{sources.HUB_DATASET}/{spec.name}", False
     if source in ("package", "file"):
@@ -67,18 +82,19 @@ def _read(spec: TaskSpec, data_dir: str | os.PathLike | None, source: str):
     return frames, f"glue_dir:{Path(str(folder)).resolve()}", False
 
 
+def _canonical(spec: TaskSpec, src: custom.CustomSource, path: str) -> pd.DataFrame:
+    raw = sources.read_table(path, src.fmt)
+    if spec.is_generation:
+        return generation.pairs_from_table(raw, src.text_columns[0], src.label_column, path)
+    return sources.to_canonical(raw, src.text_columns, src.label_column, spec, path)
+
+
 def _read_custom(spec: TaskSpec):
     src = custom.CUSTOM_SOURCES[spec.name]
-    raw = sources.read_table(src.path, src.fmt)
-    frames = {
-        "train": sources.to_canonical(raw, src.text_columns, src.label_column, spec, src.path)
-    }
+    frames = {"train": _canonical(spec, src, src.path)}
     desc = f"file:{Path(src.path).resolve()}"
     if src.test_path:
-        test_raw = sources.read_table(src.test_path, src.fmt)
-        frames["test"] = sources.to_canonical(
-            test_raw, src.text_columns, src.label_column, spec, src.test_path
-        )
+        frames["test"] = _canonical(spec, src, src.test_path)
         desc += f"+{Path(src.test_path).resolve()}"
         return frames, desc, False
     return {"all": frames["train"]}, desc, True
@@ -104,13 +120,19 @@ def load_task(
     """Load a task with its train / validation / test splits.
 
     Args:
-        name: a registered task (``list_tasks()``), or a file task such as ``"csv:PATH"``.
-        data_dir: a folder in the classic ``glue_data/`` layout (GLUE tasks only).
+        name: a registered task (``list_tasks()``), or a file task such as ``"csv:PATH"`` or
+            ``"gen:PATH?prompt=COL&target=COL"``.
+        data_dir: GLUE tasks: a folder in the classic ``glue_data/`` layout. e2e: the e2e folder,
+            the shared data folder holding ``e2e/``, or a sibling of ``e2e/`` (such as the
+            ``glue/`` folder); None: ``$PTFT_SHARED_DATA/e2e``, else ``../shared/data/e2e``.
+            Ignored by the other tasks.
         source: ``"auto"`` (GLUE: data_dir if given, else the hub when PTFT_ONLINE=1;
             movie reviews: the package; custom: the file), ``"local"``, ``"hub"``,
             ``"package"`` or ``"file"``.
-        max_train_samples: keep at most this many training rows (stratified, nested).
-        max_eval_samples: keep at most this many rows in validation and each test split.
+        max_train_samples: keep at most this many training rows (stratified, nested);
+            generation: training (prompt, target) pairs, round-robin over inputs.
+        max_eval_samples: keep at most this many rows in validation and each test split;
+            generation: inputs (each with all its references).
         seed: the *split* seed. Keep the default so that every strategy and every training
             seed sees the same rows; never pass the training seed here.
 
@@ -122,16 +144,25 @@ def load_task(
     splits.check_limit(max_eval_samples, "max_eval_samples")
     spec = resolve_spec(name)
     folder = str(Path(data_dir).expanduser().resolve()) if data_dir is not None else None
+    if spec.family == "generation":  # resolved here: the folder (env, cwd) is part of the key
+        folder = str(generation.find_e2e_folder(data_dir))
     key = (spec, custom.CUSTOM_SOURCES.get(spec.name), folder, source, _data_version(spec, folder))
     data = _load_cached(key, max_train_samples, max_eval_samples, seed)
     # Callers may add columns or shuffle in place: hand out copies, never the cached frames.
     return dataclasses.replace(
         data,
-        train=data.train.copy(),
-        validation=data.validation.copy(),
-        test=data.test.copy(),
-        extra_tests={k: v.copy() for k, v in data.extra_tests.items()},
+        train=_copy(data.train),
+        validation=_copy(data.validation),
+        test=_copy(data.test),
+        extra_tests={k: _copy(v) for k, v in data.extra_tests.items()},
     )
+
+
+def _copy(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    if "references" in out:  # lists inside cells are shared by a plain copy
+        out["references"] = out["references"].map(list)
+    return out
 
 
 def _data_version(spec: TaskSpec, folder: str | None) -> tuple:
@@ -140,6 +171,8 @@ def _data_version(spec: TaskSpec, folder: str | None) -> tuple:
     if spec.family == "custom":
         src = custom.CUSTOM_SOURCES[spec.name]
         paths = [Path(p) for p in (src.path, src.test_path) if p]
+    elif spec.family == "generation" and folder is not None:
+        paths = [Path(folder) / f for f in generation.E2E_FILES.values()]
     elif spec.family == "glue" and folder is not None and Path(folder).is_dir():
         task_dir = sources.glue_folder(Path(folder), sources.GLUE_LAYOUTS[spec.name].folder)
         paths = sorted(task_dir.glob("*.tsv")) if task_dir else []
@@ -154,6 +187,10 @@ def _load_cached(
     # half a second, so whole results are cached (parsed files are cached one level down too).
     spec, _, data_dir, source, _ = key
     frames, source_desc, holdout_test = _read(spec, data_dir, source)
+    if spec.is_generation:
+        return generation.build_task_data(
+            spec, frames, source_desc, max_train_samples, max_eval_samples, seed
+        )
     reg = spec.is_regression
 
     if holdout_test:

@@ -1,4 +1,19 @@
-"""Task specifications: what a task looks like, independent of where its data comes from."""
+"""Task specifications: what a task looks like, independent of where its data comes from.
+
+Three kinds of task (``TaskSpec.kind``):
+
+- ``"classification"``: ``text_columns`` ``("text_a",)`` or ``("text_a", "text_b")``, class names
+  in ``label_names``, ``num_labels`` = their number (>= 2), classification metrics;
+- ``"regression"``: the same columns, ``label_names`` None, ``num_labels`` 1, correlations;
+- ``"generation"``: a decoder trained with the causal-LM loss on the target tokens and scored on
+  decoded text. ``text_columns`` ``("prompt",)``, ``label_names`` None, ``is_regression`` False,
+  ``num_labels`` 0, ``metrics`` from ``GENERATION_METRICS`` (bleu, chrf, rouge_l, exact_match;
+  ``ptft_bench.tasks.generation_metrics``), primary ``"bleu"`` unless chosen otherwise. Its
+  ``selection_metric`` is ``"neg_loss"``: the validation loss (negated, higher is better) drives
+  per-epoch selection, early stopping and pruning; the text metrics are for reporting.
+
+``kind`` defaults from ``is_regression``, so classification and regression specs need not name it.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +23,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ptft_bench.errors import UserError
+from ptft_bench.tasks.generation_metrics import GENERATION_METRICS
 from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+KINDS = ("classification", "regression", "generation")
+PAIR_COLUMNS = (("text_a",), ("text_a", "text_b"))
+GENERATION_COLUMNS = ("prompt",)
+# What a generation task's runs select on: the validation loss, negated so higher is better.
+GENERATION_SELECTION_METRIC = "neg_loss"
 
 
 @dataclass(frozen=True)
@@ -16,17 +38,22 @@ class TaskSpec:
     """A task's shape: inputs, label set, metrics.
 
     Attributes:
-        name: registry name (``"sst2"``, ``"rotten_tomatoes"``, ``"csv:reviews.csv"``).
+        name: registry name (``"sst2"``, ``"rotten_tomatoes"``, ``"csv:reviews.csv"``, ``"e2e"``).
         text_columns: canonical input columns of the loaded frames: ``("text_a",)`` or
-            ``("text_a", "text_b")`` for sentence pairs.
-        label_names: class names in label-index order; None for regression.
+            ``("text_a", "text_b")`` for sentence pairs; ``("prompt",)`` for generation.
+        label_names: class names in label-index order; None for regression and generation.
         is_regression: True for a single real-valued target (STS-B).
-        metrics: metric keys from ``ptft_bench.tasks.metrics`` computed on every evaluated split.
-        primary_metric: the one used for model selection and ranking (one of ``metrics``).
-        num_labels: number of classes; 1 for regression.
+        metrics: metric keys computed on every evaluated split: from ``ptft_bench.tasks.metrics``,
+            or ``GENERATION_METRICS`` for generation.
+        primary_metric: the one used for ranking (one of ``metrics``); also for model selection
+            except for generation (see ``selection_metric``).
+        num_labels: number of classes; 1 for regression; 0 for generation.
         description: one line for humans.
         origin: where the data comes from (shown by ``ptft-bench list``).
-        family: ``"glue"``, ``"package"`` (embedded movie reviews) or ``"custom"``.
+        family: ``"glue"``, ``"package"`` (embedded movie reviews), ``"generation"`` (built-in
+            generation tasks such as e2e) or ``"custom"`` (a file, of any kind).
+        kind: ``"classification"``, ``"regression"`` or ``"generation"``; empty (the default)
+            resolves from ``is_regression``.
     """
 
     name: str
@@ -39,21 +66,61 @@ class TaskSpec:
     description: str = ""
     origin: str = ""
     family: str = "custom"
+    kind: str = ""
 
     def __post_init__(self) -> None:
-        allowed = REGRESSION_METRICS if self.is_regression else CLASSIFICATION_METRICS
+        if not self.kind:  # frozen: the resolved default is set once, here
+            object.__setattr__(
+                self, "kind", "regression" if self.is_regression else "classification"
+            )
+        if self.kind not in KINDS:
+            raise ValueError(f"task {self.name}: kind {self.kind!r} is not one of {KINDS}")
+        if self.is_regression != (self.kind == "regression"):
+            raise ValueError(
+                f"task {self.name}: is_regression={self.is_regression} contradicts kind {self.kind!r}"
+            )
+        allowed = {
+            "classification": CLASSIFICATION_METRICS,
+            "regression": REGRESSION_METRICS,
+            "generation": GENERATION_METRICS,
+        }[self.kind]
         bad = [m for m in self.metrics if m not in allowed]
-        if bad:
+        if bad or not self.metrics:
             raise ValueError(f"task {self.name}: metrics {bad} do not fit; choose from {allowed}")
         if self.primary_metric not in self.metrics:
             raise ValueError(
                 f"task {self.name}: primary metric {self.primary_metric!r} not in metrics"
             )
-        if self.text_columns not in (("text_a",), ("text_a", "text_b")):
+        if self.kind == "generation":
+            self._check_generation_shape()
+        else:
+            self._check_label_shape()
+
+    def _check_label_shape(self) -> None:
+        if self.text_columns not in PAIR_COLUMNS:
             raise ValueError(f"task {self.name}: text_columns must be ('text_a',[ 'text_b'])")
         expected = 1 if self.is_regression else len(self.label_names or ())
         if self.num_labels != expected or (not self.is_regression and expected < 2):
             raise ValueError(f"task {self.name}: num_labels {self.num_labels} != {expected}")
+
+    def _check_generation_shape(self) -> None:
+        if self.text_columns != GENERATION_COLUMNS:
+            raise ValueError(f"task {self.name}: a generation task's text_columns are ('prompt',)")
+        if self.label_names is not None or self.num_labels != 0:
+            raise ValueError(
+                f"task {self.name}: a generation task has no labels (label_names None, num_labels 0)"
+            )
+
+    @property
+    def is_generation(self) -> bool:
+        """True for a text-generation task (causal-LM loss on the target, decoded and scored)."""
+        return self.kind == "generation"
+
+    @property
+    def selection_metric(self) -> str:
+        """What per-epoch selection, early stopping and pruning maximise: ``"neg_loss"`` (the
+        negated validation loss) for generation, else ``primary_metric``."""
+        return GENERATION_SELECTION_METRIC if self.is_generation else self.primary_metric
 
     @property
     def source_help(self) -> str:
@@ -73,6 +140,12 @@ class TaskData:
     ``train`` is what the model trains on, ``validation`` (held out from the original train set)
     is for model selection, ``test`` is only for the final numbers. For GLUE the official dev set
     is ``test`` because GLUE's own test labels are hidden.
+
+    Columns: classification / regression frames have ``text_a``, [``text_b``], ``label``. A
+    generation task's ``train`` has one row per (prompt, target) pair, columns ``prompt`` and
+    ``target``; its ``validation`` and ``test`` have one row per distinct input, columns
+    ``prompt``, ``references`` (a Python list of every reference text of that input) and
+    ``target`` (the first reference). ``sizes()`` counts pairs for train, inputs otherwise.
     """
 
     spec: TaskSpec
@@ -163,13 +236,59 @@ MOVIE_TASKS: dict[str, TaskSpec] = {
     ]
 }  # fmt: skip
 
+E2E_ORIGIN = (
+    "E2E NLG (tuetschek/e2e-dataset): --data-dir with e2e/ (or the e2e folder, or a sibling such "
+    "as glue/), default $PTFT_SHARED_DATA or ../shared/data; devset.csv split by MR into "
+    "train/validation, testset_w_refs.csv is test"
+)
+
+
+def generation_spec(
+    name: str,
+    description: str,
+    origin: str,
+    family: str = "custom",
+    metrics: tuple[str, ...] = GENERATION_METRICS,
+    primary: str = "bleu",
+) -> TaskSpec:
+    """A generation task's spec: the fixed shape (prompt -> text, no labels) filled in."""
+    return TaskSpec(
+        name=name,
+        text_columns=GENERATION_COLUMNS,
+        label_names=None,
+        is_regression=False,
+        metrics=tuple(metrics),
+        primary_metric=primary,
+        num_labels=0,
+        description=description,
+        origin=origin,
+        family=family,
+        kind="generation",
+    )
+
+
+GENERATION_TASKS: dict[str, TaskSpec] = {
+    "e2e": generation_spec(
+        "e2e",
+        "E2E NLG: a restaurant description from its attributes (MR), 547 dev / 630 test MRs",
+        E2E_ORIGIN,
+        family="generation",
+    ),
+}
+
 # Custom tasks registered at run time by ptft_bench.tasks.custom_task (name -> spec).
 CUSTOM_TASKS: dict[str, TaskSpec] = {}
 
 
 def list_tasks() -> list[TaskSpec]:
-    """Every known task: GLUE, the embedded movie-review tasks, then registered custom tasks."""
-    return [*GLUE_TASKS.values(), *MOVIE_TASKS.values(), *CUSTOM_TASKS.values()]
+    """Every known task: GLUE, the embedded movie-review tasks, the generation tasks, then
+    registered custom tasks."""
+    return [
+        *GLUE_TASKS.values(),
+        *MOVIE_TASKS.values(),
+        *GENERATION_TASKS.values(),
+        *CUSTOM_TASKS.values(),
+    ]
 
 
 def get_spec(name: str) -> TaskSpec:
@@ -177,7 +296,7 @@ def get_spec(name: str) -> TaskSpec:
     key = name.lower().replace("-", "")
     aliases = {"sst": "sst2", "sts": "stsb", "mnlim": "mnli", "imdb_reviews": "imdb"}
     key = aliases.get(key, key)
-    for table in (GLUE_TASKS, MOVIE_TASKS):
+    for table in (GLUE_TASKS, MOVIE_TASKS, GENERATION_TASKS):
         if key in table:
             return table[key]
     if name in CUSTOM_TASKS:
@@ -187,5 +306,5 @@ def get_spec(name: str) -> TaskSpec:
     hint = f"did you mean {close[0]!r}? " if close else ""
     raise UserError(
         f"unknown task {name!r}: {hint}known tasks: {', '.join(known)}; "
-        "or use a file as a task with csv:PATH, tsv:PATH or jsonl:PATH"
+        "or use a file as a task with csv:PATH, tsv:PATH or jsonl:PATH (generation: gen:PATH)"
     )
