@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         "transformers models such as minilm-l6, last for decoders, else cls), cls, mean, last",
     )
     run.add_argument(
+        "--quantization",
+        type=_csv,
+        metavar="none|int8|nf4[,...]",
+        help="store the frozen base quantized (bitsandbytes): nf4 = QLoRA's 4-bit, int8; a "
+        "comma list compares them; strategies that train base weights refuse a quantized base",
+    )
+    run.add_argument(
         "--jobs",
         default="auto",
         help="runs at a time, each in a fresh process: N, or auto (default: one per GPU; on CPU "
@@ -184,6 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "models": args.models,
         "precision": args.precision,
         "pooling": args.pooling,
+        "quantization": args.quantization,
         "output_dir": args.out,
         "tuning.trials": args.trials,
         "budget.epochs": args.epochs,

@@ -17,6 +17,7 @@ from typing import Any
 
 from ptft_bench.errors import UserError
 from ptft_bench.models.pooling import CHOICES as POOLING_CHOICES
+from ptft_bench.models.quantize import check as check_quantization
 from ptft_bench.strategy.registry import build_config
 from ptft_bench.tuning.space import TuningConfig
 
@@ -128,6 +129,9 @@ class SuiteConfig:
     precision: str = "auto"  # auto | fp32 | bf16
     # which vector the head reads: auto (the model's own metadata) | cls | mean | last
     pooling: str = "auto"
+    # how the frozen base is stored, one comparison axis: none | int8 | nf4 (QLoRA), a list to
+    # compare several (`ptft_bench.models.quantize`)
+    quantization: list[str] = field(default_factory=lambda: ["none"])
     output_dir: str | None = None  # default runs/<name>
     # the trial budget every strategy gets per (task, model) (`ptft_bench.tuning`); None: each
     # variant runs at its listed learning rates, untuned
@@ -151,6 +155,12 @@ class SuiteConfig:
                 f"tuning.seed {self.tuning.seed} must be one of the suite's seeds "
                 f"{self.seeds}: the trials' seed is the first seed of the final runs"
             )
+        if isinstance(self.quantization, str):
+            self.quantization = [self.quantization]
+        if not self.quantization:
+            raise ValueError('quantization lists nothing: use "none"')
+        for kind in self.quantization:
+            check_quantization(kind)
         if self.pooling not in POOLING_CHOICES:
             raise ValueError(
                 f"pooling must be one of {', '.join(POOLING_CHOICES)}, got {self.pooling!r}"

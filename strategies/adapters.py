@@ -160,6 +160,7 @@ class AdapterStrategy(Strategy):
     family = "adapter"
     config_class = AdapterStrategyConfig
     # Houlsby et al. 2019 searched 3e-5..3e-3; AdapterHub recommends 1e-4..1e-3 (1e-4 default).
+    trains_on_quantized_base = True
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)  # Houlsby et al. 2019 searched 1e-4..1e-3
 

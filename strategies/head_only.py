@@ -29,6 +29,7 @@ class HeadOnly(Strategy):
     config_class = HeadOnlyConfig
     # A freshly initialised head on frozen features tolerates (and needs) large rates.
     needs_task_head = True
+    trains_on_quantized_base = True
     default_lrs = (1e-3, 5e-3)
     search_lr = (1e-3, 1e-1)  # a linear head on frozen (mean-pooled, small-norm) features
 

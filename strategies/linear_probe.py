@@ -49,6 +49,7 @@ class LinearProbe(Strategy):
     family = "head"
     config_class = LinearProbeConfig
     needs_task_head = True
+    trains_on_quantized_base = True
     default_lrs = (0.0,)
     trains_by_gradient = False
 

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ptft_bench.models import quantize
 from ptft_bench.models.parts import ModelParts, find_parts, is_conv1d
 from ptft_bench.models.projections import find_projections, resolve_targets
 from ptft_bench.strategy.callbacks import TrainCallback, TrainState
@@ -137,6 +138,7 @@ class PeftStrategy(Strategy):
 
     family = "peft"
     config_class = PeftStrategyConfig
+    trains_on_quantized_base = True  # QLoRA: the adapter in full precision on a frozen base
     default_lrs = (5e-4, 1e-3)
     method: ClassVar[str | None] = None  # fixed by shortcuts; None = taken from the parameters
     defaults: ClassVar[dict[str, Any]] = {}  # our defaults for peft fields (literature values)
@@ -205,6 +207,12 @@ class PeftStrategy(Strategy):
             raise ValueError(f"{self.name}: {reason}")
         peft_cfg = self._build_peft_config(context)
         head = list(parts.head)
+        if quantize.kind_of(model) != "none":
+            from peft import prepare_model_for_kbit_training
+
+            # QLoRA's preparation: norms in fp32, gradients reach the adapter through frozen
+            # quantized layers (no gradient checkpointing: a memory / time trade of its own)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         if hasattr(peft_cfg, "modules_to_save"):
             peft_cfg.modules_to_save = list(head)  # a copy: peft appends its own names to it
         wrapped = get_peft_model(model, peft_cfg)

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from ptft_bench.models.parts import linear_dims
+from ptft_bench.models.parts import linear_dims, param_count
 
 
 class Cost(NamedTuple):
@@ -99,7 +99,7 @@ def unit_cost(module: nn.Module, x_grad: bool, walk: Walk) -> Cost:
     if isinstance(module, peft_types()["tuner"]):
         return tuner_cost(module, x_grad, walk)
     if linear_dims(module) is not None:
-        n = module.weight.numel()
+        n = param_count(module.weight)
         return Cost(n, n * x_grad, n * walk.has(module.weight))
     return Cost()
 
@@ -108,7 +108,7 @@ def tuner_cost(m: nn.Module, x_grad: bool, walk: Walk) -> Cost:
     """A peft layer: the frozen base weight plus each active adapter's matmuls."""
     peft = peft_types()
     base = m.get_base_layer()
-    n = base.weight.numel()
+    n = param_count(base.weight)
     # OFT rotates, and feed-forward IA3 scales, the base weight's input with trainable values
     scaled_input = walk.trains(m) and (
         isinstance(m, peft["oft"]) or (isinstance(m, peft["ia3"]) and m.is_feedforward)
@@ -137,7 +137,7 @@ def _lora_cost(m: nn.Module, a: str, x_grad: bool, walk: Walk) -> Cost:
         na + nb, na * x_grad + nb * (x_grad or a_trains), na * a_trains + nb * walk.has(lora_b)
     )
     if getattr(m, "use_dora", {}).get(a):
-        n, width = m.get_base_layer().weight.numel(), m.in_features
+        n, width = param_count(m.get_base_layer().weight), m.in_features
         # the norm of W + BA: B(A I) on an identity of the input width, no gradient (detached)
         cost = cost._replace(pass_fwd=2 * width * (na + nb))
         drop = m.lora_dropout[a]
@@ -148,7 +148,7 @@ def _lora_cost(m: nn.Module, a: str, x_grad: bool, walk: Walk) -> Cost:
 
 def _delta_weight_cost(m: nn.Module, a: str, x_grad: bool, walk: Walk) -> Cost:
     """LoHa / LoKr: a full-size delta weight built once per pass, applied to the input."""
-    n = m.get_base_layer().weight.numel()
+    n = param_count(m.get_base_layer().weight)
     pairs = [("hada_w1_a", "hada_w1_b"), ("hada_w2_a", "hada_w2_b")]
     pairs += [("lokr_w1_a", "lokr_w1_b"), ("lokr_w2_a", "lokr_w2_b")]
     once = 0.0
@@ -198,7 +198,8 @@ def penalty_flops(model: nn.Module, walk: Walk) -> float:
 
 
 def _numel(t: torch.Tensor | nn.Module) -> int:
-    return (t.weight if isinstance(t, nn.Module) else t).numel()
+    # a 4-bit weight stores two values per byte: the matmul is over its logical shape
+    return param_count(t.weight if isinstance(t, nn.Module) else t)
 
 
 _ADAPTER_COSTS = (  # the first matching kind (AdaLoRA's layer is a LoRA layer)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ptft_bench import atomic
-from ptft_bench.models.parts import ModelParts, find_parts, unique_named_parameters
+from ptft_bench.models.parts import ModelParts, find_parts, param_count, unique_named_parameters
 
 
 @dataclass
@@ -35,12 +35,12 @@ def count_params(
     parts = parts or find_parts(model)
     total = trainable = head = 0
     for n, p in unique_named_parameters(model):
-        total += p.numel()
+        total += param_count(p)
         is_trainable = p.requires_grad if trainable_names is None else n in trainable_names
         if is_trainable:
-            trainable += p.numel()
+            trainable += param_count(p)
             if parts.layer_of(n) == parts.num_layers + 1:
-                head += p.numel()
+                head += param_count(p)
     return ParamCounts(trainable, total, head)
 
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from ptft_bench.errors import UserError
 from ptft_bench.models import gguf as gguf_models
-from ptft_bench.models import pooling
+from ptft_bench.models import pooling, quantize
 from ptft_bench.offline import hub_allowed
 
 # Aliases for models that ship inside PyPI packages, so the defaults work offline: alias ->
@@ -125,7 +125,11 @@ def model_pooling(spec: str, requested: str = "auto") -> tuple[str, str]:
 
 
 def load_classifier(
-    spec: str, num_labels: int, is_regression: bool = False, pooling_mode: str = "auto"
+    spec: str,
+    num_labels: int,
+    is_regression: bool = False,
+    pooling_mode: str = "auto",
+    quantization: str = "none",
 ):
     """A sequence-classification model with a fresh head of the right size for the task.
 
@@ -133,6 +137,8 @@ def load_classifier(
     follows the model's own metadata (`ptft_bench.models.pooling`). The chosen pooling is in
     `model.ptft_pooling`. A decoder without a pad token gets its end-of-text token's id as
     `config.pad_token_id` (transformers' decoder classifiers refuse batches without one).
+    `quantization` ("int8", "nf4") stores the base's Linear layers quantized
+    (`ptft_bench.models.quantize`); the head stays in full precision.
     """
     from transformers import AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -142,6 +148,7 @@ def load_classifier(
     # A folder saved with a head for another task (other label count) gets a fresh head: the
     # mismatched classifier is re-initialised instead of failing the run.
     kwargs = {"num_labels": num_labels, "ignore_mismatched_sizes": True}
+    kwargs.update(quantize.loading_kwargs(quantization))
     if is_regression:
         kwargs["problem_type"] = "regression"
     verbosity = hf_logging.get_verbosity()
@@ -157,7 +164,7 @@ def load_classifier(
     return pooling.install(model, mode)
 
 
-def load_causal_lm(spec: str):
+def load_causal_lm(spec: str, quantization: str = "none"):
     """A causal language model (generation tasks), with a pad token where it has none.
 
     Decoder-only models only: an encoder has no next-token head to generate with.
@@ -175,7 +182,7 @@ def load_causal_lm(spec: str):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForCausalLM.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **quantize.loading_kwargs(quantization))
     except (OSError, ValueError) as e:
         raise _hub_error(spec, e) from None
     finally:

@@ -95,6 +95,19 @@ def unique_named_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
     return out
 
 
+def param_count(p: torch.Tensor) -> int:
+    """Parameters a tensor stands for: a 4-bit quantized weight (bitsandbytes packs two values
+    per byte) counts its logical shape, not its storage."""
+    state = getattr(p, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    return int(torch.Size(shape).numel()) if shape is not None else p.numel()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters of `model`, tied tensors once (`param_count` each)."""
+    return sum(param_count(p) for _, p in unique_named_parameters(model))
+
+
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:
     """(in, out) features of a Linear-like layer: `nn.Linear`, or GPT-2's `Conv1D` (weight
     stored transposed, sizes `nx` -> `nf`); None for anything else."""

@@ -79,6 +79,10 @@ class RunRecord:
         default=None,
         metadata=doc('what the head reads: "cls", "mean" or "last" (`ptft_bench.models.pooling`)'),
     )
+    quantization: str | None = field(
+        default=None,
+        metadata=doc('how the frozen base was stored: "none", "int8" or "nf4" (bitsandbytes)'),
+    )
     model_source: dict[str, Any] | None = field(
         default=None,
         metadata=doc(

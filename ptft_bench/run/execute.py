@@ -25,7 +25,7 @@ from ptft_bench.errors import UserError
 from ptft_bench.models import features
 from ptft_bench.models.features import head_linear
 from ptft_bench.models.load import load_causal_lm, load_classifier, load_config, load_tokenizer
-from ptft_bench.models.parts import find_parts, unique_named_parameters
+from ptft_bench.models.parts import count_parameters, find_parts
 from ptft_bench.models.pooling import is_decoder
 from ptft_bench.records.record import RunRecord, now
 from ptft_bench.records.store import RunStore
@@ -153,9 +153,13 @@ def execute(spec: RunSpec, ctx: SweepContext) -> RunResult:
     with cost.PeakMemory(acc.device) as memory:
         set_seed(spec.seed)  # before the head is created: same seed, same head, same numbers
         model = load_classifier(
-            spec.model, task.spec.num_labels, task.spec.is_regression, pooling_mode=spec.pooling
+            spec.model,
+            task.spec.num_labels,
+            task.spec.is_regression,
+            pooling_mode=spec.pooling,
+            quantization=spec.quantization,
         )
-        base_params = sum(p.numel() for _, p in unique_named_parameters(model))
+        base_params = count_parameters(model)
         schedule = spec.budget.schedule(len(encoded["train"]), acc.num_processes)
         context = StrategyContext.of(
             model, total_steps=schedule.total_steps, steps_per_epoch=schedule.steps_per_epoch
@@ -185,9 +189,10 @@ def _execute_generation(spec: RunSpec, ctx: SweepContext, task, started: str) ->
     acc, tokenizer = ctx.accelerator, ctx.tokenizer(spec.model)
     with cost.PeakMemory(acc.device) as memory:
         set_seed(spec.seed)
-        model = load_causal_lm(spec.model).to(acc.device)
+        model = load_causal_lm(spec.model, spec.quantization)
+        model = model if spec.quantization != "none" else model.to(acc.device)  # placed on load
         base = find_parts(model)
-        base_params = sum(p.numel() for _, p in unique_named_parameters(model))
+        base_params = count_parameters(model)
         before = lm_loss(base, tokenizer, acc.device, acc.autocast)
         schedule = spec.budget.schedule(len(encoded["train"]), acc.num_processes)
         context = StrategyContext(base, schedule.total_steps, schedule.steps_per_epoch)
@@ -314,7 +319,7 @@ def _train(run: RunInputs) -> Trained:
         get_state=lambda: strategy.trainable_state_dict(model),
         set_state=lambda s: strategy.load_trainable_state_dict(model, s),
         progress=run.ctx.progress,
-        desc=f"{spec.task}/{spec.variant.label()}",
+        desc=f"{spec.task}/{spec.variant_label}",
         cache=cache,
     )
     # Building the cache replaces the frozen layers' forward passes: it is training time.

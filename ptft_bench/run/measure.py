@@ -16,7 +16,7 @@ from typing import Any
 from ptft_bench.cost import inference
 from ptft_bench.cost import meters as cost
 from ptft_bench.models.load import model_source
-from ptft_bench.models.parts import ModelParts, unique_named_parameters
+from ptft_bench.models.parts import ModelParts, count_parameters
 from ptft_bench.run import baselines
 from ptft_bench.run.train import FitResult
 from ptft_bench.strategy.registry import Strategy
@@ -72,7 +72,7 @@ def measure_inference(run: RunInputs, base_params: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": inference.measure(model, test, pad_id, acc.device, acc.autocast, batch)
     }
-    params = sum(p.numel() for _, p in unique_named_parameters(model))
+    params = count_parameters(model)
     wrapped = hasattr(model, "peft_config")
     out["same_architecture_as_base"] = params == base_params and not wrapped
     merged = run.strategy.merged(model)
@@ -95,7 +95,7 @@ def measure_generation_cost(run: RunInputs, base_params: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": measure(model, prompts, pad_id, acc.device, acc.autocast, batch)
     }
-    params = sum(p.numel() for _, p in unique_named_parameters(model))
+    params = count_parameters(model)
     out["same_architecture_as_base"] = params == base_params and not hasattr(model, "peft_config")
     merged = run.strategy.merged(model)
     if merged is not None:
@@ -129,6 +129,7 @@ def measurements(
         quality = {"baseline": base, "learning_check": check}
     return {
         "precision": run.ctx.precision,
+        "quantization": run.spec.quantization,
         "model_source": model_source(run.spec.model),
         "task_info": _task_info(task, run.encoded),
         "metrics": r.metrics,

@@ -40,6 +40,7 @@ class RunSpec:
     # configuration names the study in `study` only: its result does not depend on it.
     trial: TrialRef | None = None
     study: str = ""
+    quantization: str = "none"  # how the frozen base is stored (`ptft_bench.models.quantize`)
 
     @property
     def role(self) -> str:
@@ -74,7 +75,14 @@ class RunSpec:
             # their ids, so old folders resume; any other pooling is a different run.
             **({"pooling": self.pooling} if self.pooling != "cls" else {}),
             **({"study": self.trial.study} if self.trial else {}),
+            **({"quantization": self.quantization} if self.quantization != "none" else {}),
         }
+
+    @property
+    def variant_label(self) -> str:
+        """The report's variant: the suite's label, and the base's storage when quantized."""
+        label = self.variant.label()
+        return label if self.quantization == "none" else f"{label} [{self.quantization}]"
 
     @property
     def run_id(self) -> str:
@@ -91,13 +99,14 @@ class RunSpec:
             "model": self.model,
             "strategy": self.variant.name,
             "strategy_family": self.strategy.family,
-            "variant": self.variant.label(),
+            "variant": self.variant_label,
             "strategy_params": self.strategy_params,
             "lr": self.lr,
             "seed": self.seed,
             "budget": asdict(self.budget),
             "data": asdict(self.data),
             "pooling": self.pooling,
+            "quantization": self.quantization,
             "tuning": self.tuning_identity(),
         }
 
@@ -117,7 +126,7 @@ class RunSpec:
             "task": self.task,
             "model": self.model,
             "strategy": self.variant.name,
-            "variant": self.variant.label(),
+            "variant": self.variant_label,
             "strategy_params": self.strategy_params,
             "lr": self.lr,
             "seed": self.seed,
@@ -125,6 +134,6 @@ class RunSpec:
 
     def line(self) -> str:
         return (
-            f"{self.run_id}  {self.task}  {self.model}  {self.variant.label()}  "
+            f"{self.run_id}  {self.task}  {self.model}  {self.variant_label}  "
             f"lr={self.lr:g}  seed={self.seed}"
         )

@@ -74,6 +74,9 @@ class Strategy:
     # Strategies whose whole point is a task head on top of the model (head-only, the linear
     # probe) cannot run on a generation task, which trains the language model itself.
     needs_task_head: ClassVar[bool] = False
+    # Strategies that leave the base weights frozen (adapters, peft methods, a head) can train
+    # on a quantized base (QLoRA); the ones that train base weights cannot.
+    trains_on_quantized_base: ClassVar[bool] = False
 
     def __init__(self, **params: Any) -> None:
         self.config = build_config(self.config_class, params, owner=self.name)
@@ -104,6 +107,17 @@ class Strategy:
                 f"{cls.name} trains a task head on top of the model, and a generation task has "
                 "none (the language model itself learns to write): use full, lora, ia3, "
                 "prompt_tuning or adapter"
+            )
+        return None
+
+    @classmethod
+    def supports_quantization(cls, kind: str) -> str | None:
+        """None when the strategy can train on a base stored as `kind`, else the reason."""
+        if kind != "none" and not cls.trains_on_quantized_base:
+            return (
+                f"{cls.name} trains the base model's own weights, which a {kind} base stores "
+                "quantized (frozen): use lora, ia3, prompt_tuning or adapter on it, or "
+                "--quantization none"
             )
         return None
 

@@ -162,7 +162,7 @@ def _run_here(queue: WorkQueue, ctx: SweepContext, store, progress: bool, works,
         if spec is None:  # a study waits for trials another process runs
             time.sleep(2.0)
             continue
-        bar.set_postfix_str(f"{spec.task} {spec.variant.label()} lr={spec.lr:g} seed={spec.seed}")
+        bar.set_postfix_str(f"{spec.task} {spec.variant_label} lr={spec.lr:g} seed={spec.seed}")
         t0 = time.perf_counter()
         record = run_one(spec, ctx, store)
         queue.finished(spec)

@@ -42,11 +42,11 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
             lrs = [0.0]  # fitted in closed form: a learning rate would only duplicate runs
         for task in suite.tasks:
             for model in suite.models:
-                for lr in lrs:
-                    for seed in suite.seeds:
-                        specs.append(
-                            _spec(suite, task, model, variant, strategy, lr, seed, poolings)
-                        )
+                for quant in quantizations(suite, strategy):
+                    for lr in lrs:
+                        for seed in suite.seeds:
+                            spec = _spec(suite, task, model, variant, strategy, lr, seed, poolings)
+                            specs.append(replace(spec, quantization=quant))
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -54,6 +54,23 @@ def expand(suite: SuiteConfig) -> list[RunSpec]:
             f"the suite lists the same run twice ({dup[0]}): remove the duplicate variant"
         )
     return specs
+
+
+def quantizations(suite: SuiteConfig, strategy: Strategy) -> list[str]:
+    """The suite's base storages this strategy can train on (a strategy that trains base
+    weights runs on the unquantized base only; `refused` says so before anything runs)."""
+    return [q for q in suite.quantization if type(strategy).supports_quantization(q) is None]
+
+
+def refused(suite: SuiteConfig) -> list[str]:
+    """One line per (strategy, quantization) the suite asks for that cannot run."""
+    out = []
+    for variant in suite.strategies:
+        for q in suite.quantization:
+            reason = type(_strategy(variant)).supports_quantization(q)
+            if reason:
+                out.append(f"{variant.label()} on a {q} base: {reason}")
+    return out
 
 
 def _strategy(variant: StrategyVariant, extra: dict[str, Any] | None = None) -> Strategy:
@@ -96,7 +113,7 @@ class StudyPlan:
         key["search"], key["tuning"] = self.space.identity(), self.tuning.identity()
         key["trials"] = self.tuning.trials
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{self.base.task}-{self.base.variant.label()}")
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{self.base.task}-{self.base.variant_label}")
         return f"{slug.strip('-')}-{digest}"
 
     def _at(self, params: dict[str, Any], seed: int, **role: Any) -> RunSpec:
@@ -113,7 +130,7 @@ class StudyPlan:
     def line(self) -> str:
         seeds = ",".join(map(str, self.seeds)) or "none"
         return (
-            f"{self.name}  {self.base.task}  {self.base.model}  {self.base.variant.label()}  "
+            f"{self.name}  {self.base.task}  {self.base.model}  {self.base.variant_label}  "
             f"{self.tuning.trials} trials ({self.space.describe()}), then seeds {seeds}"
         )
 
@@ -139,7 +156,10 @@ def expand_studies(suite: SuiteConfig) -> list[StudyPlan]:
                     raise UserError(f"strategy {variant.label()}: {e}") from None
                 lr = math.sqrt(space.lr[0] * space.lr[1])
                 base = _spec(suite, task, model, variant, strategy, lr, suite.tuning.seed, poolings)
-                out.append(StudyPlan(base, space, suite.tuning, seeds))
+                for quant in quantizations(suite, strategy):
+                    out.append(
+                        StudyPlan(replace(base, quantization=quant), space, suite.tuning, seeds)
+                    )
     return out
 
 
@@ -210,4 +230,10 @@ def make_plan(
 ) -> Plan:
     specs = shard(expand(suite), shard_spec)
     studies = shard(expand_studies(suite), shard_spec, key=lambda st: st.name)
+    if not specs and not studies:
+        raise UserError(
+            "nothing can run: " + "; ".join(refused(suite))
+            if refused(suite)
+            else "the suite expands to no runs"
+        )
     return Plan(suite, specs, pending(specs, RunStore(suite.out), retry_failed), studies)

@@ -191,4 +191,4 @@ def _outcome(exitcode: int | None, spec: RunSpec, started: str, store: RunStore)
 
 def _label(spec: RunSpec) -> str:
     task = spec.task if len(spec.task) <= 16 else spec.task[:15] + "…"
-    return f"{task} {spec.variant.label()} s{spec.seed}"
+    return f"{task} {spec.variant_label} s{spec.seed}"
