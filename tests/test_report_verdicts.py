@@ -4,11 +4,15 @@ independent computation (plain numpy loops, scipy, statsmodels) on records with 
 The sweep is synthetic and written through the store, predictions included. On each task:
 `lora(r=8)` predicts exactly what full fine-tuning predicts (gap 0, tied); `lora(r=4)` differs
 on 30 examples, 17 against it and 13 for it (tied); `bitfit` gets 200 of full's right answers
-wrong (significantly worse); `linear_probe` 100 (the floor); `head_only` predicts a constant
-and its learning check says it learned nothing (listed apart, never compared or recommended).
-The bootstrap is re-implemented here from its documented conventions (the index stream of
-`bootstrap_indices`, the seed draws, percentile intervals, the p-value formula), never by
-calling the report's statistics.
+wrong (significantly worse); `linear_probe` 100 (the floor); `head_only` predicts a constant:
+it collapsed (listed apart as a configuration failure, never compared or recommended). The
+records carry old-style learning checks (judged on test), so the report re-judges them from
+the stored validation predictions.
+The statistics are re-implemented here from their documented conventions (the index stream of
+`bootstrap_indices`, the order-statistic intervals dual to the p-value formula, Bonferroni
+intervals beside Holm decisions, and for 2-4 seeds the t over per-seed gaps plus the example
+bootstrap's variance with Welch-Satterthwaite degrees of freedom), never by calling the
+report's statistics.
 """
 
 from __future__ import annotations
@@ -208,13 +212,37 @@ def metric_draws(task: str, preds: np.ndarray, labels: np.ndarray) -> np.ndarray
     return out
 
 
-def gap_draws(task: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """(B,) resampled differences of seed means, seeds drawn in pairs (as the report's docs say)."""
+def order_interval(d: np.ndarray, alpha: float = 0.05, m: int = 1) -> tuple[float, float]:
+    """[d_(k), d_(B-1-k)] for the largest k whose bootstrap p-value m * p(k) is below alpha."""
+    n, s = len(d), np.sort(d)
+    ks = [k for k in range(n // 2) if m * min(1.0, 2 * (1 + k) / (n + 1)) < alpha]
+    return (s[max(ks)], s[n - 1 - max(ks)]) if ks else (-np.inf, np.inf)
+
+
+def seed_t(mean: float, a: float, b: float, s: int, alpha: float = 0.05, m: int = 1):
+    """(low, high, p) of mean ± t_df sqrt(a + b), df = (a + b)² / (a² / (S - 1))."""
+    se = np.sqrt(a + b)
+    if se == 0:
+        return mean, mean, 1.0 if mean == 0 else 0.0
+    df = (a + b) ** 2 / (a**2 / (s - 1)) if a > 0 else np.inf
+    half = sps.t.ppf(1 - alpha / (2 * m), df) * se
+    return mean - half, mean + half, min(1.0, 2 * sps.t.sf(abs(mean) / se, df))
+
+
+def gap_spread(task: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray):
+    """("draws", (B,) differences) for one seed per side; ("t", (a, b, S)) for 2-4 seeds paired
+    by index: a = var of the per-seed gaps / S, b = bootstrap variance of the mean gap."""
     ma, mb = metric_draws(task, a, labels), metric_draws(task, b, labels)
-    s = len(a)
-    draw = np.random.default_rng([zlib.crc32(task.encode()), 1]).integers(0, s, (N_BOOT, s))
-    cols = np.arange(N_BOOT)[:, None]
-    return ma[draw, cols].mean(axis=1) - mb[draw, cols].mean(axis=1)
+    if len(a) == 1:
+        return "draws", ma[0] - mb[0]
+    d = np.array([score(task, x, labels) - score(task, y, labels) for x, y in zip(a, b)])
+    return "t", (d.var(ddof=1) / len(d), (ma.mean(axis=0) - mb.mean(axis=0)).var(ddof=1), len(d))
+
+
+def interval_and_p(kind, spread, observed, alpha=0.05, m=1):
+    if kind == "draws":
+        return (*order_interval(spread, alpha, m), boot_p(spread))
+    return seed_t(observed, *spread, alpha=alpha, m=m)
 
 
 def boot_p(d: np.ndarray) -> float:
@@ -222,21 +250,25 @@ def boot_p(d: np.ndarray) -> float:
 
 
 def expected_gaps(truth: dict, task: str, target: str) -> dict:
-    """{variant: (observed, low, high, p, Holm p)} against ``target``, in metric units."""
+    """{variant: (observed, low, high, p, Holm p, simultaneous low, high)} against ``target``,
+    in metric units; the family is the compared variants other than the target."""
     labels = truth[(task, target)][1]
     out = {}
     for v in COMPARED:
         if v == target:
             continue
         a, b = truth[(task, v)][0], truth[(task, target)][0]
-        d = gap_draws(task, a, b, labels)
         obs = np.mean([score(task, p, labels) for p in a]) - np.mean(
             [score(task, p, labels) for p in b]
         )
-        lo, hi = np.percentile(d, [2.5, 97.5])
-        out[v] = [obs, lo, hi, boot_p(d)]
-    holm = multipletests([x[3] for x in out.values()], method="holm")[1]
-    return {v: (*x, p) for (v, x), p in zip(out.items(), holm)}
+        out[v] = (obs, *gap_spread(task, a, b, labels))
+    raw = {v: interval_and_p(kind, sp, obs) for v, (obs, kind, sp) in out.items()}
+    holm = multipletests([x[2] for x in raw.values()], method="holm")[1]
+    m = len(out)
+    return {
+        v: (obs, *raw[v], p, *interval_and_p(kind, sp, obs, m=m)[:2])
+        for (v, (obs, kind, sp)), p in zip(out.items(), holm)
+    }
 
 
 def pts(x: float) -> str:
@@ -254,14 +286,20 @@ def test_gaps_to_full_match_an_independent_bootstrap(fixture, request):
     tasks = sorted({t for t, _ in truth})
     # One task of each kind keeps the plain loops quick; the other tasks share the code path.
     for task in [tasks[0]] + [t for t in tasks if t == REGRESSION_TASK]:
-        for v, (obs, lo, hi, _, p_holm) in expected_gaps(truth, task, "full").items():
+        for v, (obs, lo, hi, _, p_holm, s_lo, s_hi) in expected_gaps(truth, task, "full").items():
             row = table[(task, v)]
             assert float(row["gap_to_full_points"]) == pytest.approx(100 * obs, abs=1e-9)
             assert float(row["gap_to_full_ci95_low_points"]) == pytest.approx(100 * lo, abs=1e-9)
             assert float(row["gap_to_full_ci95_high_points"]) == pytest.approx(100 * hi, abs=1e-9)
-            assert float(row["gap_to_full_p_holm"]) == pytest.approx(p_holm, abs=1e-12)
+            assert float(row["gap_to_full_p_holm"]) == pytest.approx(p_holm, abs=1e-9)
             assert row["tied_with_full"] == str(p_holm >= 0.05)
-            assert f"{pts(obs)} [{pts(lo)}, {pts(hi)}]" in md
+            sim = [float(row[f"gap_to_full_simultaneous_{k}_points"]) for k in ("low", "high")]
+            assert sim == pytest.approx([100 * s_lo, 100 * s_hi], abs=1e-9)
+            assert float(row["gap_to_full_comparisons"]) == len(COMPARED) - 1
+            # The leaderboard prints the simultaneous interval, the one beside the tie mark.
+            assert f"{pts(obs)} [{pts(s_lo)}, {pts(s_hi)}]" in md
+            if p_holm >= 0.05:
+                assert s_lo <= 0 <= s_hi
 
 
 def test_known_answers(seeds3, one_seed):
@@ -329,8 +367,10 @@ def test_answer_comes_first_and_states_the_rule(seeds3):
     assert re.findall(r"^## (.+)$", md, re.M)[0].startswith("1. Answer")
     assert re.findall(r"<h2[^>]*>(.*?)</h2>", html)[0].startswith("1. Answer")
     assert md.index("## 1. Answer") < md.index("## 2. Setup") < md.index("## 3. Per-task")
-    assert "**Rule.** Under each budget, among the variants that fit it" in md
-    assert "Never recommended: `head_only`" in md
+    assert "**Rule.** Over the tasks on which some variant beats the constant-prediction" in md
+    assert "Not candidates (no usable result on every task of the rule): `head_only` " in md
+    assert "(collapsed on alpha, beta, delta, gamma)" in md
+    assert "**Tasks in the rule**: 4 of 4" in md
 
 
 def test_recommendations_and_ties(seeds3):
@@ -349,21 +389,40 @@ def test_recommendations_and_ties(seeds3):
     assert "| ≈ lora(r=4) (tied) |" in md
 
 
-def test_mean_gap_over_tasks_in_the_answer(seeds3):
-    truth = seeds3["truth"]
+def mean_gap_interval(truth: dict, a: str, b: str, m: int = 1) -> tuple[float, float, float]:
+    """(observed, low, high) of the mean over the 4 tasks of the 3-seed gaps a - b: variances
+    a_t + b_t / T² summed, Welch-Satterthwaite df over the seed terms (2 df each)."""
     tasks = (*ACCURACY_TASKS, REGRESSION_TASK)
-    draws, observed = [], []
+    observed, seed_terms, sample_terms = [], [], []
     for task in tasks:
         labels = truth[(task, "full")][1]
-        a, b = truth[(task, "bitfit")][0], truth[(task, "full")][0]
-        draws.append(gap_draws(task, a, b, labels))
+        pa, pb = truth[(task, a)][0], truth[(task, b)][0]
         observed.append(
-            np.mean([score(task, p, labels) for p in a])
-            - np.mean([score(task, p, labels) for p in b])
+            np.mean([score(task, p, labels) for p in pa])
+            - np.mean([score(task, p, labels) for p in pb])
         )
-    lo, hi = np.percentile(np.mean(draws, axis=0), [2.5, 97.5])
+        _, (va, vb, _) = gap_spread(task, pa, pb, labels)
+        seed_terms.append(va / len(tasks) ** 2)
+        sample_terms.append(vb / len(tasks) ** 2)
+    var = sum(seed_terms) + sum(sample_terms)
+    df = var**2 / sum(x**2 / 2 for x in seed_terms) if any(seed_terms) else np.inf
+    half = sps.t.ppf(1 - 0.05 / (2 * m), df) * np.sqrt(var)
+    mean = float(np.mean(observed))
+    return mean, mean - half, mean + half
+
+
+def test_mean_gap_over_tasks_in_the_tables(seeds3):
     md = seeds3["paths"]["md"].read_text()
-    assert f"{pts(np.mean(observed))} [{pts(lo)}, {pts(hi)}]" in md
+    across = md[md.index("## 4. Across tasks") : md.index("## 5.")]
+    obs, lo, hi = mean_gap_interval(seeds3["truth"], "bitfit", "full")
+    assert "| bitfit | 4 |" in across and f"{pts(obs)} [{pts(lo)}, {pts(hi)}]" in across
+    # The answer's tied rows: the gap to the pick over the same tasks, Bonferroni over the
+    # 4 other variants that fit "no limit", beside the Holm decision that tied them.
+    obs, lo, hi = mean_gap_interval(seeds3["truth"], "lora(r=4)", "full", m=4)
+    answer = md[: md.index("## 2.")]
+    row = next(line for line in answer.splitlines() if line.startswith("|  | ≈ lora(r=4)"))
+    assert f"| {pts(obs)} [{pts(lo)}, {pts(hi)}] |" in row and lo <= 0 <= hi
+    assert "*Model `tiny`, over 4 tasks: alpha, beta, delta, gamma*" in answer
 
 
 def test_friedman_and_critical_difference(seeds3):
@@ -389,9 +448,14 @@ def test_floor_baseline_and_did_not_learn(one_seed):
     probe = 100 * accuracy_score(labels, preds[0])
     assert f"majority class (always `1`), on test: accuracy {100 * labels.mean():.1f}" in md
     assert f"accuracy {probe:.1f}: **the floor any fine-tuning strategy must beat**" in md
-    assert "0/1 ✗ did not learn" in md
-    section = md[md.index("## 6. Runs that did not learn") : md.index("## 7.")]
-    assert "alpha-head_only-s0" in section and "not above the constant-prediction" in section
+    # head_only predicts one class: a collapse, shown as such everywhere, never "did not learn".
+    assert "0/1 ✗ collapsed" in md and "did not learn" not in md.split("## 6.")[0]
+    assert "**Collapsed runs** (every prediction the same class or value" in md
+    section = md[md.index("## 6. Runs that collapsed or did not learn") : md.index("## 7.")]
+    assert "*1 run(s) that collapsed (every prediction the same class" in section
+    assert "alpha-head_only-s0" in section and "same prediction for every validation" in section
+    # The old records' checks (judged on test) were re-judged on validation.
+    assert "6 older record(s) judged on test were re-judged" in section
 
 
 def test_leaderboard_marks_and_figures(one_seed):
@@ -435,8 +499,10 @@ def test_nothing_learned_nothing_recommended(tmp_path):
         store.write(RunRecord.from_dict(raw), predictions={"test": split})
     md = write_report([tmp_path / "run"], tmp_path / "out", formats={"md"})["md"].read_text()
     assert "so there is nothing to recommend (see section 6)" in md
-    assert "Never recommended: `full`, `head_only`" in md
+    assert "**Tasks in the rule**: 0 of 1. Left out: `alpha` (2 variants" in md
     assert md.count("train loss rose (diverged)") == 2
+    # Old records without validation predictions keep their own check, and say so.
+    assert "2 older record(s) without validation predictions keep their test check" in md
 
 
 def _partial_sweep(out: Path, without: str) -> Path:
@@ -524,37 +590,99 @@ def test_latency_noise_band_is_the_spread_of_the_base_architecture_runs():
     assert _latency_noise_text(quiet) == ""
 
 
-def _hard_task(store: RunStore, learned: set[str]) -> None:
-    """Task `hard`: the variants outside ``learned`` predict a constant and learned nothing."""
+def _write(store: RunStore, raw: dict, test, validation, labels, val_labels=None) -> None:
+    val_labels = labels if val_labels is None else val_labels
+    splits = {"test": {"pred": test, "label": labels}}
+    splits["validation"] = {"pred": validation, "label": val_labels}
+    store.write(RunRecord.from_dict(raw), predictions=splits)
+
+
+def _hard_task(store: RunStore) -> None:
+    """Task `hard`: on validation, four variants predict one class (collapsed) and two guess at
+    random; on test they all score what they score. Nothing beats the constant on validation."""
     preds, labels = classification_preds("hard", 0)
-    for variant, p in preds.items():
-        if variant not in learned:
-            p = np.zeros(N, dtype=np.int64)
-        d = _record("hard", variant, 0, p, labels)
-        dead = variant not in learned
-        d["learning_check"] = {"learned": not dead, "reasons": ["constant"] if dead else []}
-        store.write(RunRecord.from_dict(d), predictions={"test": {"pred": p, "label": labels}})
+    noise = np.random.default_rng(11)
+    for i, (variant, p) in enumerate(preds.items()):
+        guess = noise.integers(0, 2, N) if i < 2 else np.zeros(N, dtype=np.int64)
+        raw = _record("hard", variant, 0, p, labels)
+        raw["learning_check"] = {"learned": True, "reasons": []}  # an old check, judged on test
+        _write(store, raw, p, guess, labels)
 
 
-def test_a_task_most_variants_did_not_learn_is_left_out_of_the_answer(tmp_path):
-    """GLUE at 2,000 examples: CoLA taught 2 of 8 variants, MRPC 1 of 8; vetoing every variant
-    that failed one of them left the answer empty. Such a task is named and left out."""
-    from ptft_bench.report.aggregate import not_taught
-
+def test_a_task_nothing_learned_on_validation_is_left_out_and_named(tmp_path):
     run = tmp_path / "run"
     write_sweep(run, ("alpha", "beta"), (0,))
-    _hard_task(RunStore(run), learned={"linear_probe"})
-    paths = write_report([run], tmp_path / "out", formats={"md"})
-    md = paths["md"].read_text()
-    assert "**Left out of the rule**: `hard` (5 of 6 variants learned nothing)" in md
-    assert "*Model `tiny`, 2 task(s)*" in md
+    _hard_task(RunStore(run))
+    md = write_report([run], tmp_path / "out", formats={"md"})["md"].read_text()
+    assert "**Tasks in the rule**: 2 of 3. Left out: `hard` (6 variants, 4 of them collapsed)" in md
+    assert "no variant beats the constant-prediction baseline on validation there" in md
+    assert "*Model `tiny`, over 2 tasks: alpha, beta*" in md
     data = build([run])
     best = next(r for r in recommendations(data.leaderboard, data.evidence) if r.kind == "")
-    assert best.variant == "full" and "lora(r=8)" in best.tied  # full failed `hard`: still chosen
+    assert best.variant == "full" and "lora(r=8)" in best.tied and best.tasks == ("alpha", "beta")
     # The mean score in the answer is over the tasks the rule compares on.
     lb = data.leaderboard
     full = lb[(lb["variant"] == "full") & (lb["task"] != "hard")]["test_mean"].mean()
     assert f"| no limit | **full** | {full:.1f} |" in md
-    # Exactly half not learning is not "most": the task stays in.
-    lb = lb.assign(did_not_learn=lb["variant"].isin(["full", "lora(r=8)", "lora(r=4)"]))
-    assert not not_taught(lb[lb["task"] == "hard"]).any()
+
+
+def _paraphrase_task(store: RunStore) -> None:
+    """An MRPC-like task: 68% positives, so always-positive has F1 81; `full` beats that constant
+    only a little on F1 but clearly on Matthews, on validation and test alike. Its old check,
+    judged on test F1 with a margin, said it learned nothing; the others predict one class."""
+    rng = np.random.default_rng(12)
+    labels = (rng.random(N) < 0.68).astype(np.int64)
+    full = np.ones(N, dtype=np.int64)
+    neg, pos = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    full[neg[:90]] = 0  # 90 negatives found ...
+    full[pos[:30]] = 0  # ... for 30 positives lost
+    for variant in ("full", "lora(r=8)", "bitfit"):
+        p = full if variant == "full" else np.ones(N, dtype=np.int64)
+        raw = _record("para", variant, 0, p, labels)
+        f1 = float(f1_score(labels, p))
+        raw["primary_metric"] = "f1"
+        raw["metrics"] = {"validation": {"f1": f1}, "test": {"f1": f1}}
+        raw["baseline"] = {"kind": "majority", "value": 1, "test": {"f1": 0.81}}
+        old = "test f1 is not above the constant-prediction baseline by the margin"
+        raw["learning_check"] = {"learned": False, "reasons": [old]}
+        _write(store, raw, p, p, labels)
+
+
+def test_a_constant_with_a_high_f1_does_not_drop_a_task_a_model_learned(tmp_path):
+    run = tmp_path / "run"
+    write_sweep(run, ("alpha",), (0,))
+    _paraphrase_task(RunStore(run))
+    md = write_report([run], tmp_path / "out", formats={"md"})["md"].read_text()
+    assert "**Tasks in the rule**: 2 of 2" in md
+    assert "*Model `tiny`, over 2 tasks: alpha, para*" in md
+    para = md[md.index("### para") : md.index("## 4.")]
+    row = next(line for line in para.splitlines() if line.startswith("| full |"))
+    assert "| 1/1 |" in row  # learned, judged on validation Matthews
+    assert "0/1 ✗ collapsed" in para and "matthews" in para
+    data = build([run])
+    best = next(r for r in recommendations(data.leaderboard, data.evidence) if r.kind == "")
+    assert best.variant == "full" and best.tasks == ("alpha", "para")
+
+
+def test_a_record_judged_on_validation_is_taken_as_it_is(tmp_path):
+    """New records carry the check the run made on validation; the report does not redo it."""
+    store = RunStore(tmp_path / "run")
+    preds, labels = classification_preds("alpha", 0)
+    for v in ("full", "bitfit"):
+        raw = _record("alpha", v, 0, preds[v], labels)
+        learned = v == "full"
+        reasons = [] if learned else ["validation matthews 0.3 [-0.1, 0.6] does not beat it"]
+        gain = {"metric": "matthews", "value": 0.3, "interval": [-0.1, 0.6]}
+        raw["learning_check"] = {
+            "learned": learned,
+            "collapsed": False,
+            "reasons": reasons,
+            "split": "validation",
+            "gain": gain,
+        }
+        _write(store, raw, preds[v], preds[v], labels)
+    data = build([tmp_path / "run"])
+    lb = data.leaderboard.set_index("variant")
+    assert bool(lb.loc["bitfit", "did_not_learn"]) and not lb.loc["full", "did_not_learn"]
+    check = lb.loc["bitfit", "selected_runs"][0][1].learning_check
+    assert check["reasons"] == reasons and "recomputed" not in check

@@ -125,28 +125,36 @@ def _seeds_of_differing_accuracy(n: int = 600):
     return spread, steady, labels
 
 
-def test_two_level_bootstrap_widens_with_seed_spread_and_reduces_without_it():
+def test_three_seeds_widen_the_interval_with_their_spread_and_add_nothing_without_it():
     spread, steady, labels = _seeds_of_differing_accuracy()
-    two = sig.gap("accuracy", spread, steady, labels, n_boot=1000)
-    assert (two.n_seeds_a, two.n_seeds_b, two.paired_seeds) == (3, 3, True)
-    assert two.covers == sig.TEST_SAMPLE_AND_SEEDS
+    three = sig.gap("accuracy", spread, steady, labels, n_boot=1000)
+    assert (three.n_seeds_a, three.n_seeds_b, three.paired_seeds) == (3, 3, True)
+    assert three.covers == sig.TEST_SAMPLE_AND_SEEDS and three.method == sig.BY_SEED_T
     for s in range(3):
         one = sig.paired_bootstrap("accuracy", spread[s], steady[s], labels, n_boot=1000)
-        assert two.high - two.low > 1.5 * (one.high - one.low)
-    # Seeds that agree exactly: the seed draws cannot matter, so one level is what remains.
+        assert three.high - three.low > 1.5 * (one.high - one.low)
+    # Seeds that agree exactly: no seed variance, so the t is a normal interval whose variance
+    # is the example bootstrap's of the one-seed gap.
     same_a, same_b = np.stack([spread[2]] * 3), steady
-    two = sig.gap("accuracy", same_a, same_b, labels, n_boot=1000)
-    one = sig.paired_bootstrap("accuracy", spread[2], steady[0], labels, n_boot=1000)
-    assert (two.observed, two.low, two.high, two.p_value) == pytest.approx(
-        (one.observed, one.low, one.high, one.p_value), abs=1e-12
+    three = sig.gap("accuracy", same_a, same_b, labels, n_boot=1000)
+    idx = sig.bootstrap_indices(len(labels), 1000)
+    draws = sig.metric_resampled("accuracy", spread[2], labels, idx) - sig.metric_resampled(
+        "accuracy", steady[0], labels, idx
+    )
+    half = stats.norm.ppf(0.975) * draws.std(ddof=1)
+    assert (three.low, three.high) == pytest.approx(
+        (three.observed - half, three.observed + half), abs=1e-12
     )
 
 
-def test_unequal_seed_counts_draw_seeds_independently():
+def test_unequal_seed_counts_pair_nothing():
     spread, steady, labels = _seeds_of_differing_accuracy()
     g = sig.gap("accuracy", spread, steady[0], labels, n_boot=500)
     assert (g.n_seeds_a, g.n_seeds_b, g.paired_seeds) == (3, 1, False)
+    assert g.method == sig.BY_SEED_T  # the 3-seed side's spread enters the t, unpaired
     assert g.observed == pytest.approx(np.mean([accuracy_score(labels, p) for p in spread]) - 0.75)
+    accs = np.array([accuracy_score(labels, p) for p in spread])
+    assert g.spread.components[0] == pytest.approx((accs.var(ddof=1) / 3, 2.0))
 
 
 def test_same_seed_same_interval_and_another_seed_another():

@@ -2,11 +2,23 @@
 
 Scores are in *points* (metric x 100) from here on, the unit the report speaks. Only successful
 runs enter aggregates; failed and missing runs are counted next to them so nothing disappears.
+
+A variant's runs are chosen in one of two ways. Untuned (the suite listed learning rates): the lr
+with the best mean validation score over seeds (`select_lr`), and every seed at it. Tuned (the
+records are an Optuna study's trials and seeds, `ptft_bench.tuning`): the configuration the study
+selected, found again from the records alone by the study's own rule (`select_trial`: the
+complete trial, not collapsed nor failed, with the best validation score; ties to the lower
+trial number), and its runs only, that trial and the seeds run at its learning rate and
+strategy parameters (`pick_tuned`). The other trials (pruned, failed, collapsed, not selected)
+never enter a leaderboard, a gap, the answer or a cost; the tuning section reports them
+(`tuning_trials`).
 """
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +27,8 @@ import pandas as pd
 from ptft_bench.records.record import cost_fields
 from ptft_bench.report.load import RunSet
 from ptft_bench.report.stats.descriptive import PairedResult, paired, rank_desc, summarize
+from ptft_bench.report.stats.tuning import expected_max, trial_score
+from ptft_bench.tuning.study import outcome_of
 
 REFERENCE_STRATEGY = "full"
 # The cost fields averaged over the seeds of the selected learning rate, each a leaderboard
@@ -54,20 +68,245 @@ def select_lr(ok: pd.DataFrame) -> tuple[float, dict[float, float], str]:
     return float(counts.idxmax()), by_lr, "no validation metric: lr with most seeds"
 
 
-def _row_for_variant(
-    task: str, model: str, variant: str, runs: pd.DataFrame, missing: pd.DataFrame
-) -> dict[str, Any]:
-    ok = runs[runs["status"] == "ok"]
+# -- tuned variants: the study's selection, found again from the records ----------------------
+TUNING_COLUMNS = (
+    "role",  # "trial" | "seed" | None (a run outside tuning)
+    "study",  # the study's name
+    "trial",  # a trial's number in its study
+    "outcome",  # a trial's outcome for the study: "complete" | "pruned" | "failed"
+    "trial_value",  # the best validation score a complete or pruned trial reached (metric scale)
+    "trial_reason",  # why a trial counts as failed ("" otherwise)
+    "collapsed",  # the learning check says the run collapsed to one constant prediction
+    "still_improving",  # training_stop: the best epoch was the last of a full budget
+)
+
+
+def _dict_of(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _tuning_of(rec: Any) -> dict[str, Any]:
+    info = _dict_of(getattr(rec, "tuning", None))
+    role = info.get("role") if info.get("role") in ("trial", "seed") else None
+    number = info.get("trial")
+    improving = _dict_of(getattr(rec, "training_stop", None)).get("still_improving")
+    out: dict[str, Any] = {
+        "role": role,
+        "study": str(info["study"]) if role and info.get("study") else None,
+        "trial": number if role == "trial" and isinstance(number, int) else None,
+        "outcome": None,
+        "trial_value": math.nan,
+        "trial_reason": "",
+        "collapsed": bool(_dict_of(getattr(rec, "learning_check", None)).get("collapsed")),
+        "still_improving": None if improving is None else bool(improving),
+    }
+    if role == "trial":
+        outcome = outcome_of(rec)  # exactly what the study was told
+        value = math.nan if outcome.value is None else float(outcome.value)
+        out.update(outcome=outcome.state, trial_value=value, trial_reason=outcome.reason)
+    return out
+
+
+def tuning_columns(runs: pd.DataFrame) -> pd.DataFrame:
+    """What each run's record says about tuning (`TUNING_COLUMNS`), on the runs' index; a trial's
+    outcome is the study's own (`ptft_bench.tuning.study.outcome_of`)."""
+    if runs.empty or "record" not in runs:
+        return pd.DataFrame(columns=list(TUNING_COLUMNS), index=runs.index)
+    rows = [_tuning_of(rec) for rec in runs["record"]]
+    return pd.DataFrame(rows, index=runs.index, columns=list(TUNING_COLUMNS))
+
+
+def with_tuning(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with their `tuning_columns` (unchanged when they already have them; a column of
+    the same name that loading added, such as `collapsed`, is replaced by the same value)."""
+    if "role" in runs and "outcome" in runs:
+        return runs
+    tun = tuning_columns(runs)
+    return runs.drop(columns=[c for c in tun.columns if c in runs]).join(tun)
+
+
+def select_trial(trials: pd.DataFrame) -> Any | None:
+    """The index of the trial a study selects (`ptft_bench.tuning.study.Study.selected`): among
+    the complete trials (not pruned, not failed, not collapsed), the highest `trial_value`; ties
+    go to the lower trial number. None when no trial is complete."""
+    complete = trials[(trials["outcome"] == "complete") & trials["trial_value"].notna()]
+    if complete.empty:
+        return None
+    tied = complete[complete["trial_value"] == complete["trial_value"].max()]
+    return tied.sort_values("trial", na_position="last", kind="stable").index[0]
+
+
+def _same_config(a: pd.Series, b: pd.Series) -> bool:
+    """The same learning rate and strategy parameters (the full config, searched ones included)."""
+    same_lr = math.isclose(float(a["lr"]), float(b["lr"]), rel_tol=1e-9, abs_tol=0.0)
+    dump = lambda p: json.dumps(_dict_of(p), sort_keys=True, default=str)  # noqa: E731
+    return same_lr and dump(a["strategy_params"]) == dump(b["strategy_params"])
+
+
+@dataclass(frozen=True)
+class TunedPick:
+    """One tuned (task, model, variant): its study's trials, the one selected and the runs at it."""
+
+    study: str | None
+    trials: pd.DataFrame  # the study's trial runs, with the tuning columns
+    selected: Any | None  # the selected trial's index in the runs; None when no trial qualifies
+    final: list[Any]  # the runs at the selected configuration: that trial, then its seeds
+    studies: int  # studies among the records (the one with the latest record is used)
+
+    @property
+    def note(self) -> str:
+        """The leaderboard's `lr_note` of the variant."""
+        extra = f"; records of {self.studies} studies, the latest used" if self.studies > 1 else ""
+        if self.selected is None:
+            return (
+                f"tuned: none of {len(self.trials)} trials completed without failing or "
+                f"collapsing, nothing selected{extra}; see {{§tuning}}"
+            )
+        number = self.trials.loc[self.selected, "trial"]
+        return (
+            f"tuned: trial {int(number)} of {len(self.trials)}, the best validation score"
+            f"{extra}; the trials are in {{§tuning}}"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """The leaderboard's `tuning` column: counts, the selection, the expected-best curve."""
+        t = self.trials
+        scores = [trial_score(o, v, x) for o, v, x in _score_inputs(t)]
+        failed = t["outcome"] == "failed"
+        out: dict[str, Any] = {
+            "study": self.study,
+            "trials": len(t),
+            "complete": int((t["outcome"] == "complete").sum()),
+            "pruned": int((t["outcome"] == "pruned").sum()),
+            "failed": int(failed.sum()),
+            "collapsed": int((failed & t["collapsed"].astype(bool)).sum()),
+            "selected_trial": None,
+            "selected_value": math.nan,
+            "selected_params": {},
+            "expected_best": expected_max([100 * s for s in scores if s is not None]),
+        }
+        if self.selected is not None:
+            rec = t.loc[self.selected, "record"]
+            params = _dict_of(_dict_of(rec.tuning).get("params"))
+            out.update(
+                selected_trial=int(t.loc[self.selected, "trial"]),
+                selected_value=100 * float(t.loc[self.selected, "trial_value"]),
+                selected_params={k: v for k, v in params.items() if k != "lr"},
+            )
+        return out
+
+
+def _score_inputs(trials: pd.DataFrame) -> list[tuple[Any, float, float]]:
+    """(outcome, best validation score reached, final validation primary) per trial."""
+    return list(zip(trials["outcome"], trials["trial_value"], trials["val_primary"]))
+
+
+def pick_tuned(runs: pd.DataFrame) -> TunedPick:
+    """The study behind one tuned (task, model, variant)'s runs (with `tuning_columns`), the
+    trial it selects and the runs at that configuration: the trial, then one run per other seed
+    at its lr and strategy parameters (a seed run of the study; else, in records written before
+    seed runs carried their role, a run outside tuning)."""
+    studied = runs[runs["role"].notna()]
+    names = sorted({s for s in studied["study"] if s})
+    study = None
+    if names:
+        at = studied["finished_at"].fillna("").astype(str)
+        study = max(names, key=lambda n: (at[studied["study"] == n].max(), n))
+    trials = studied[(studied["role"] == "trial") & (studied["study"] == study if names else True)]
+    selected = select_trial(trials)
+    final: list[Any] = []
+    if selected is not None:
+        best = trials.loc[selected]
+        seen = {best["seed"]}
+        mine = (runs["role"] == "seed") & (runs["study"] == study if names else True)
+        for group in (runs[mine], runs[runs["role"].isna()]):
+            for i, r in group.iterrows():
+                if r["seed"] not in seen and _same_config(r, best):
+                    final.append(i)
+                    seen.add(r["seed"])
+        final = [selected, *sorted(final, key=lambda i: str(runs.loc[i, "seed"]))]
+    return TunedPick(study, trials, selected, final, max(1, len(names)))
+
+
+def _tuned_groups(runs: pd.DataFrame):
+    """((task, model, variant), runs, TunedPick) for each tuned group of `with_tuning` runs."""
+    tuned = runs[runs["role"].notna()]
+    for key in sorted(set(map(tuple, tuned[GROUP].itertuples(index=False)))):
+        g = runs[(runs["task"] == key[0]) & (runs["model"] == key[1]) & (runs["variant"] == key[2])]
+        yield key, g, pick_tuned(g)
+
+
+def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial of each tuned (task, model, variant)'s study, for the tuning section:
+    the group, the trial's number, lr and searched params, outcome, `value` (points: the best
+    validation score it reached), `validation` (points: its final validation primary score),
+    `score` (points: what it counts with in the expected-best curve, `stats.tuning.trial_score`),
+    `selected`, why it failed, epochs run, costs. Empty when nothing was tuned."""
+    runs = with_tuning(runs)
+    rows = []
+    for (task, model, variant), _, pick in _tuned_groups(runs):
+        scores = [trial_score(o, v, x) for o, v, x in _score_inputs(pick.trials)]
+        for (i, r), score in zip(pick.trials.iterrows(), scores):
+            info = _dict_of(r["record"].tuning)
+            stop = _dict_of(r["record"].training_stop)
+            value = info.get("value")
+            rows.append(
+                {
+                    "task": task,
+                    "model": model,
+                    "variant": variant,
+                    "strategy": r["strategy"],
+                    "strategy_family": r["strategy_family"],
+                    "study": pick.study,
+                    "trial": r["trial"],
+                    "lr": r["lr"],
+                    "params": {k: v for k, v in _dict_of(info.get("params")).items() if k != "lr"},
+                    "outcome": r["outcome"],
+                    "collapsed": bool(r["collapsed"]) and r["outcome"] == "failed",
+                    "reason": r["trial_reason"],
+                    "value": 100 * float(value) if _finite_number(value) else math.nan,
+                    "validation": 100 * r["val_primary"],
+                    "score": math.nan if score is None else 100 * score,
+                    "selected": i == pick.selected,
+                    "epochs_run": stop.get("epochs_run"),
+                    "pruned_at_epoch": info.get("pruned_at_epoch"),
+                    "train_seconds": r["train_seconds"],
+                    "train_flops": r["train_flops"],
+                    "run_id": r["run_id"],
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def without_trials(rs: RunSet) -> RunSet:
+    """`rs` without the tuning trials that are not a selected configuration (the tuning section
+    reports them; the sections on failed runs and runs that did not learn list a variant's runs
+    as the leaderboard counts them). Unchanged when nothing was tuned."""
+    runs = with_tuning(rs.runs)
+    if runs.empty or not runs["role"].notna().any():
+        return rs
+    keep = runs["role"] != "trial"
+    for _, _, pick in _tuned_groups(runs):
+        keep[pick.final] = True
+    return replace(rs, runs=rs.runs[keep.to_numpy()])
+
+
+def _base_row(task, model, variant, runs, counted, missing) -> dict[str, Any]:
     first = runs.iloc[0] if len(runs) else None
-    row: dict[str, Any] = {
+    n_ok = int((counted["status"] == "ok").sum())
+    return {
         "task": task,
         "model": model,
         "variant": variant,
         "strategy": first["strategy"] if first is not None else None,
         "strategy_family": first["strategy_family"] if first is not None else None,
         "primary_metric": next((p for p in runs["primary_metric"] if p), None),
-        "n_runs_ok": len(ok),
-        "n_runs_failed": len(runs) - len(ok),
+        "n_runs_ok": n_ok,
+        "n_runs_failed": len(counted) - n_ok,
         "n_runs_missing": len(missing),
         "lr": math.nan,
         "lr_scores": {},
@@ -79,17 +318,43 @@ def _row_for_variant(
         "n_not_learned": 0,
         "did_not_learn": False,
         "baseline": {},
+        "tuning": {},
     }
+
+
+def _row_for_variant(
+    task: str, model: str, variant: str, runs: pd.DataFrame, missing: pd.DataFrame
+) -> dict[str, Any]:
+    runs = with_tuning(runs)
+    pick = pick_tuned(runs) if runs["role"].notna().any() else None
+    counted = runs.loc[pick.final] if pick is not None else runs
+    ok = counted[counted["status"] == "ok"]
+    row = _base_row(task, model, variant, runs, counted, missing)
+    if pick is not None:
+        row.update(tuning=pick.summary(), lr_note=pick.note)
     if ok.empty:
         row.update(n_seeds=0, test_mean=math.nan, test_std=math.nan)
         row.update(test_ci_low=math.nan, test_ci_high=math.nan, val_mean=math.nan)
         row.update({c: math.nan for c in AVERAGED_COST_FIELDS})
         return row
-    lr, lr_scores, note = select_lr(ok)
-    sel = ok[ok["lr"] == lr]
+    if pick is None:
+        lr, lr_scores, note = select_lr(ok)
+        sel = ok[ok["lr"] == lr]
+    else:  # the selected configuration's runs, whatever their seeds' validation scores
+        lr, sel, note = float(runs.loc[pick.selected, "lr"]), ok, pick.note
+        val = ok["val_primary"]
+        lr_scores = {lr: float(np.nanmean(val)) * 100 if val.notna().any() else math.nan}
+    row.update(_selected_fields(sel, lr, lr_scores, note))
+    return row
+
+
+def _selected_fields(
+    sel: pd.DataFrame, lr: float, lr_scores: dict[float, float], note: str
+) -> dict[str, Any]:
+    """Scores, metrics, evidence and mean costs of the selected runs."""
     summ = summarize((sel["test_primary"] * 100).tolist())
     metric_names = sorted({m for d in sel["metrics_test"] for m in d})
-    row.update(
+    out: dict[str, Any] = dict(
         lr=lr,
         lr_scores=lr_scores,
         lr_note=note,
@@ -110,8 +375,8 @@ def _row_for_variant(
     )
     for col in AVERAGED_COST_FIELDS:
         vals = sel[col].astype(float)
-        row[col] = float(vals.mean()) if vals.notna().any() else math.nan
-    return row
+        out[col] = float(vals.mean()) if vals.notna().any() else math.nan
+    return out
 
 
 def _evidence_columns(sel: pd.DataFrame) -> dict[str, Any]:
@@ -135,7 +400,7 @@ def leaderboard(rs: RunSet) -> pd.DataFrame:
     Rank 1 = best mean test primary metric within (task, model); ties share the average rank.
     The columns, their units and meanings are declared in `ptft_bench.report.columns`.
     """
-    runs, missing = rs.runs, rs.missing
+    runs, missing = with_tuning(rs.runs), rs.missing
     keys = set(map(tuple, runs[GROUP].itertuples(index=False))) if len(runs) else set()
     known_missing = missing.dropna(subset=["task", "model", "variant"])
     keys |= set(map(tuple, known_missing[GROUP].itertuples(index=False)))
@@ -175,7 +440,6 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(
             columns=["model", "variant", "strategy_family", "n_tasks", "mean_score", "mean_rank"]
         )
-    ok = ok.assign(dead_on_learnable=ok["did_not_learn"].astype(bool) & ~not_taught(ok))
     out = (
         ok.groupby(["model", "variant"])
         .agg(
@@ -191,42 +455,14 @@ def across_tasks(lb: pd.DataFrame) -> pd.DataFrame:
             memory_bytes=("memory_bytes", "mean"),
             inference_overhead=("inference_overhead", "mean"),
             n_did_not_learn=("did_not_learn", "sum"),
-            n_dead_on_learnable=("dead_on_learnable", "sum"),
         )
         .reset_index()
     )
     n_tasks = ok.groupby("model")["task"].nunique()
     out["all_tasks"] = out["n_tasks"] == out["model"].map(n_tasks)
-    # Only variants that learned on every task the budget taught compete for recommendations
-    # (a task on which most variants learned nothing says little about the strategies).
-    learned_somewhere = out["n_did_not_learn"] < out["n_tasks"]
-    out["learned_all"] = (out["n_dead_on_learnable"] == 0) & learned_somewhere
     return out.sort_values(
         ["model", "mean_rank", "mean_score"], ascending=[True, True, False]
     ).reset_index(drop=True)
-
-
-# A task on which most variants learned nothing under the budget says little about which
-# strategy to use, and vetoing every variant that failed there leaves no answer at all (GLUE at
-# 2,000 examples and 2 epochs: on CoLA 6 of 8 variants stay at MCC 0, on MRPC 7 of 8 stay at the
-# all-positive F1). The answer leaves such tasks out and names them.
-MAX_NOT_LEARNED_SHARE = 0.5
-
-
-def not_taught(lb: pd.DataFrame) -> pd.Series:
-    """True on the rows of a (task, model) on which more than half of the variants with a score
-    learned nothing (all of them, in the plainest case): the budget did not teach that task."""
-    scored = lb["test_mean"].notna()
-    dead = (lb["did_not_learn"].astype(bool) & scored).astype(float)
-    keys = [lb["task"], lb["model"]]
-    n_scored = scored.astype(float).groupby(keys).transform("sum")
-    return dead.groupby(keys).transform("sum") > MAX_NOT_LEARNED_SHARE * n_scored
-
-
-def taught(lb: pd.DataFrame) -> pd.DataFrame:
-    """The leaderboard without the tasks the budget did not teach (see `not_taught`): what the
-    answer, the Pareto sets and the rank tests compare on."""
-    return lb[~not_taught(lb)] if len(lb) else lb
 
 
 def reference_variant(lb: pd.DataFrame, model: str) -> str | None:

@@ -1,6 +1,7 @@
 """The declared schema of the leaderboard (`aggregate.leaderboard`): every column, its unit and
 what it means. One row per (task, model, strategy variant), at the variant's selected learning
-rate; `tests/test_report_layout.py` checks that the frame has exactly these columns.
+rate (a tuned variant: at the configuration its study selected, `aggregate`);
+`tests/test_report_layout.py` checks that the frame has exactly these columns.
 
 Units: "points" = metric × 100 (the unit the report speaks); "metric" = the metric's own scale
 (0..1 for accuracy); cost units are the run record's (`docs/CONTRACTS.md`), averaged over the
@@ -34,12 +35,30 @@ LEADERBOARD_COLUMNS: tuple[Column, ...] = (
     Column("strategy_family", "", "strategy family (full, lora, head, bias, ...)"),
     Column("primary_metric", "", "the task's primary metric (filled from the task if all failed)"),
     # -- runs and learning-rate selection
-    Column("n_runs_ok", "count", "successful runs of the variant, all learning rates"),
-    Column("n_runs_failed", "count", "failed runs of the variant, all learning rates"),
+    Column(
+        "n_runs_ok",
+        "count",
+        "successful runs of the variant, all learning rates (tuned: at the "
+        "selected configuration; the trials are counted in `tuning`)",
+    ),  # fmt: skip
+    Column("n_runs_failed", "count", "failed runs of the variant, counted as n_runs_ok"),
     Column("n_runs_missing", "count", "planned runs of the variant without a record"),
-    Column("lr", "", "selected learning rate: best mean validation score over seeds"),
+    Column(
+        "lr",
+        "",
+        "selected learning rate: best mean validation score over seeds (tuned: the "
+        "study's selected trial's, `aggregate.select_trial`)",
+    ),  # fmt: skip
     Column("lr_scores", "points", "{learning rate: mean validation primary metric over seeds}"),
     Column("lr_note", "", "how the lr was chosen when not by validation score ('' otherwise)"),
+    Column(
+        "tuning",
+        "",
+        "{} untuned; else the study behind the row (`aggregate.TunedPick.summary`): "
+        "study, trials, complete, pruned, failed, collapsed, selected_trial, selected_value "
+        "(points), selected_params, expected_best (points, n = 1..N; `stats.tuning`); for the "
+        "tuning section only, never compared",
+    ),  # fmt: skip
     Column("val_mean", "points", "mean validation primary metric at the selected lr"),
     Column("n_seeds", "count", "successful seeds at the selected lr"),
     Column("selected_runs", "", "[(seed, RunRecord, run folder)] at the selected lr, by seed"),

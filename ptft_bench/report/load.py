@@ -20,20 +20,32 @@ run recorded twice keeps its successful record (then the most recent one).
 Loading is tolerant on purpose: a report is most useful exactly when a sweep went wrong, so
 optional keys may be absent or null, and an unreadable record becomes a failure with a reason
 instead of an exception.
+
+Whether a run learned is judged on validation (`judged_check`): records carry that check
+(`ptft_bench.run.baselines.learning_check`); older records judged on test, with a rule that a
+constant prediction can game, so their check is recomputed by the same function from the
+stored validation predictions, and the row's record carries the recomputed check (the old one
+under "judged_on_test"). An old record without validation predictions keeps its own check,
+marked ``"split": "test"``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ptft_bench.errors import UserError
 from ptft_bench.records.record import RunRecord, cost_fields
+from ptft_bench.records.store import load_predictions
+from ptft_bench.run.baselines import learning_check
+from ptft_bench.tasks.metrics import REGRESSION_METRICS
 
 # Numeric record fields copied as-is (missing or null -> NaN): the record's cost fields.
 NUMERIC_KEYS = ("lr", "best_epoch", *cost_fields())
@@ -93,14 +105,50 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """What `baselines.learning_check` needs of a task spec."""
+
+    is_regression: bool
+
+
+def _is_regression(rec: RunRecord, labels: np.ndarray) -> bool:
+    info = _dict(rec.task_info)
+    if isinstance(info.get("is_regression"), bool):
+        return info["is_regression"]
+    if rec.primary_metric:
+        return rec.primary_metric in REGRESSION_METRICS
+    return bool(np.asarray(labels).dtype.kind == "f")
+
+
+def judged_check(rec: RunRecord, source: str) -> dict[str, Any] | None:
+    """The learning check the report judges a run by: the record's when it was decided on
+    validation; else recomputed from the stored validation predictions (``"recomputed": True``,
+    the old check under ``"judged_on_test"``); else the old check, ``"split": "test"``."""
+    check = _dict(rec.learning_check)
+    if check.get("split") == "validation" or rec.status != "ok":
+        return rec.learning_check
+    loaded = load_predictions(Path(source), rec) if source and rec.predictions else None
+    val = (loaded or {}).get("validation")
+    if val is None or not len(val["label"]):
+        return {**check, "split": "test"} if check else rec.learning_check
+    history = rec.history if isinstance(rec.history, list) else []
+    kind = _Kind(_is_regression(rec, val["label"]))
+    new = learning_check(kind, history, np.asarray(val["pred"]), np.asarray(val["label"]))
+    return {**new, "recomputed": True, "judged_on_test": check or None}
+
+
 def learning(rec: RunRecord) -> dict[str, Any]:
-    """{"learned": True | False | None (no check recorded), "learn_reasons": [...]}."""
+    """{"learned": True | False | None (no check recorded), "collapsed": bool, "learn_reasons":
+    [...], "learn_split": "validation" | "test" | None} of the record's (judged) check."""
     check = _dict(rec.learning_check)
     learned = check.get("learned")
     reasons = check.get("reasons")
     return {
         "learned": None if learned is None else bool(learned),
+        "collapsed": bool(check.get("collapsed")),
         "learn_reasons": [str(r) for r in reasons] if isinstance(reasons, list) else [],
+        "learn_split": check.get("split") if check else None,
     }
 
 
@@ -171,7 +219,11 @@ def _source_text(source: Any) -> str | None:
 
 
 def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
-    """Flatten one run record into a row; unknown or missing values become NaN / None."""
+    """Flatten one run record into a row; unknown or missing values become NaN / None. The
+    row's record carries the learning check the report judges by (`judged_check`)."""
+    check = judged_check(rec, source)
+    if check is not rec.learning_check:
+        rec = dataclasses.replace(rec, learning_check=check)
     strategy = str(rec.strategy or "unknown")
     params = _dict(rec.strategy_params)
     task_info = _dict(rec.task_info)

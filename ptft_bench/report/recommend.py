@@ -4,8 +4,12 @@ and the Pareto-optimal sets.
 Budgets are relative so that they carry over between machines and task sizes: trainable
 parameters as % of the model; train time and peak memory as a multiple of full fine-tuning's on
 the same task (of the most expensive variant when there is no full fine-tuning), averaged over
-tasks. Only variants with a result on every task, that learned something on every task, compete:
-a mean over fewer tasks is not comparable, and a run that learned nothing is not a choice.
+tasks. The rule compares over one task set per model (`evidence.rule_tasks`: every task on which
+some variant beats the constant prediction on validation), and only variants with a usable
+result on every one of those tasks compete: a mean over fewer tasks is not comparable, and a
+run that learned nothing (or collapsed) is not a choice. Ties are decided on the same mean the
+pick maximises: the mean gap to the pick over those tasks, Holm-corrected over the variants
+that fit the budget, with the matching Bonferroni interval (`evidence.Evidence.mean_gaps_to`).
 
 A budget is one `BudgetAxis` entry: any numeric leaderboard column can be one (every cost field
 of the run record is, automatically, and so is the serving latency `inference_latency_ms`), and
@@ -16,14 +20,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ptft_bench.report.aggregate import REFERENCE_STRATEGY, across_tasks, taught
-from ptft_bench.report.evidence import Evidence
+from ptft_bench.report.aggregate import REFERENCE_STRATEGY, across_tasks
+from ptft_bench.report.evidence import (
+    ALPHA,
+    Evidence,
+    comparison_tasks,
+    complete_variants,
+    rule_tasks,
+)
 from ptft_bench.report.render import fmt
 from ptft_bench.report.stats.descriptive import pareto_mask
+from ptft_bench.report.stats.gaps import Gap
 
 
 @dataclass(frozen=True)
@@ -77,11 +88,15 @@ BUDGET_AXES = (
 )
 NO_LIMIT = "no limit"
 RULE = (
-    "Under each budget, among the variants that fit it (mean cost over tasks) and learned on every "
-    "task, use the one with the best mean test score over tasks; **tied** lists the other variants "
-    "that fit and cannot be told apart from it on any task (paired bootstrap, Holm-corrected, 5% "
-    "level). A task on which more than half of the variants learned nothing (no test score above "
-    "the constant-prediction baseline) is left out of the rule and named below."
+    "Over the tasks on which some variant beats the constant-prediction baseline on validation "
+    "(named in each table's caption), among the variants that fit the budget (mean cost over "
+    "those tasks) and learned on every one of them, use the one with the best mean test score; "
+    "**tied** lists the other variants that fit and whose mean gap to it over the same tasks is "
+    "not significant (Holm-corrected over the variants that fit, 5% level), each with its 95% "
+    "simultaneous interval (Bonferroni over the same comparisons). A run learned when its "
+    "validation Matthews (classification) or Pearson (regression) correlation, which a constant "
+    "prediction cannot lift above 0, has a 95% bootstrap interval above 0; a run that predicts "
+    "one constant has *collapsed* (a configuration failure, not a verdict on the strategy)."
 )
 
 
@@ -113,15 +128,18 @@ def active_axes(costs: pd.DataFrame) -> list[BudgetAxis]:
     return [a for a in BUDGET_AXES if a.column in costs and costs[a.column].notna().any()]
 
 
-def candidates(costs: pd.DataFrame, model: str) -> pd.DataFrame:
-    """The variants of ``model`` that may be recommended."""
-    return costs[(costs["model"] == model) & costs["all_tasks"] & costs["learned_all"]]
+def candidates(costs: pd.DataFrame, lb: pd.DataFrame, model: str, tasks) -> pd.DataFrame:
+    """The variants of ``model`` that may be recommended: a usable result on every task."""
+    mine = costs[costs["model"] == model]
+    return mine[mine["variant"].isin(complete_variants(lb, model, tasks))]
 
 
 @dataclass(frozen=True)
 class Recommendation:
     """The variant to use under one budget (None when nothing fits) and those tied with it.
 
+    ``tasks``: the tasks compared on. ``gaps``: each other variant that fits, its mean gap to
+    the choice over those tasks (one family: Holm p, Bonferroni interval; None when unknown).
     ``ties_known`` is False when some task lacks per-example predictions for the choice or a
     candidate, so that a tie could not be established either way.
     """
@@ -133,6 +151,8 @@ class Recommendation:
     score: float
     tied: tuple[str, ...] = ()
     ties_known: bool = True
+    tasks: tuple[str, ...] = ()
+    gaps: dict[str, Gap | None] = field(default_factory=dict, compare=False)
 
     def text(self) -> str:
         """One line, e.g. "≤1% trainable parameters: lora(r=8), 85.1 points; tied: bitfit"."""
@@ -144,34 +164,40 @@ class Recommendation:
         return out + ("" if self.ties_known else " (ties unknown: predictions missing)")
 
 
-def _pick(model: str, kind: str, budget: str, fits: pd.DataFrame, ev: Evidence):
+def _pick(model: str, kind: str, budget: str, fits: pd.DataFrame, ev: Evidence, tasks):
     if fits.empty:
-        return Recommendation(model, kind, budget, None, math.nan)
+        return Recommendation(model, kind, budget, None, math.nan, tasks=tuple(tasks))
     ranked = fits.sort_values(["mean_score", "mean_rank"], ascending=[False, True])
     best = str(ranked["variant"].iloc[0])
     others = [str(v) for v in ranked["variant"].iloc[1:]]
-    ties = ev.ties_on_every_task(model, best, others)
-    tied = tuple(v for v in others if ties.get(v) is True)
-    known = all(t is not None for t in ties.values())
-    return Recommendation(
-        model, kind, budget, best, float(ranked["mean_score"].iloc[0]), tied, known
-    )
+    gaps = ev.mean_gaps_to(model, best, others, tasks)
+    tied = tuple(v for v in others if gaps[v] is not None and not gaps[v].significant(ALPHA))
+    known = all(g is not None for g in gaps.values())
+    score = float(ranked["mean_score"].iloc[0])
+    return Recommendation(model, kind, budget, best, score, tied, known, tuple(tasks), gaps)
+
+
+def rule_board(lb: pd.DataFrame, model: str) -> tuple[pd.DataFrame, list[str]]:
+    """``model``'s leaderboard on its `evidence.rule_tasks`, and those tasks."""
+    tasks = rule_tasks(lb, model)
+    return lb[(lb["model"] == model) & lb["task"].isin(tasks)], tasks
 
 
 def recommendations(lb: pd.DataFrame, ev: Evidence) -> list[Recommendation]:
-    """Per model: the pick without a limit, then under each limit of each `BUDGET_AXES`, over
-    the tasks the budget taught (`aggregate.taught`)."""
-    lb = taught(lb)
-    ev = ev.restricted_to(lb)
-    costs = cost_table(lb)
+    """Per model with a task in the rule: the pick without a limit, then under each limit of
+    each `BUDGET_AXES`, over the model's `evidence.rule_tasks`."""
     out: list[Recommendation] = []
-    for model in sorted(costs["model"].unique()):
-        g = candidates(costs, model)
-        out.append(_pick(model, "", NO_LIMIT, g, ev))
-        for axis in active_axes(costs[costs["model"] == model]):
+    for model in sorted(lb["model"].unique()) if len(lb) else []:
+        mlb, tasks = rule_board(lb, str(model))
+        if not tasks:
+            continue
+        costs = cost_table(mlb)
+        g = candidates(costs, mlb, str(model), tasks)
+        out.append(_pick(model, "", NO_LIMIT, g, ev, tasks))
+        for axis in active_axes(costs):
             for limit in axis.limits:
                 fits = g[g[axis.column] <= limit + 1e-12]
-                out.append(_pick(model, axis.kind, axis.label(limit), fits, ev))
+                out.append(_pick(model, axis.kind, axis.label(limit), fits, ev, tasks))
     return out
 
 
@@ -179,14 +205,19 @@ def pareto_sets(lb: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
     """{(model, axis kind): Pareto-optimal variants}, across tasks, for each budget axis.
 
     A variant is optimal when no other variant is at least as cheap and scores at least as high,
-    and is strictly better in one of the two. Listed cheapest first. Over the tasks the budget
-    taught, as the recommendations are.
+    and is strictly better in one of the two. Listed cheapest first. Over the tasks of the
+    across-tasks table (`evidence.comparison_tasks`), among the variants with a usable result
+    on every one of them.
     """
-    costs = cost_table(taught(lb))
     out: dict[tuple[str, str], list[str]] = {}
-    for model in sorted(costs["model"].unique()):
-        g = candidates(costs, model)
-        for axis in active_axes(costs[costs["model"] == model]):
+    for model in sorted(lb["model"].unique()) if len(lb) else []:
+        tasks = comparison_tasks(lb, str(model))
+        mlb = lb[(lb["model"] == model) & lb["task"].isin(tasks)]
+        if not tasks:
+            continue
+        costs = cost_table(mlb)
+        g = candidates(costs, mlb, str(model), tasks)
+        for axis in active_axes(costs):
             mask = pareto_mask(g[axis.column].tolist(), g["mean_score"].tolist())
             front = g[pd.Series(mask, index=g.index, dtype=bool)].sort_values(axis.column)
             out[(str(model), axis.kind)] = front["variant"].tolist()

@@ -21,6 +21,11 @@ def _gap_columns(prefix: str, g: Gap) -> dict[str, float]:
         f"{prefix}_ci95_low_points": 100 * g.low,
         f"{prefix}_ci95_high_points": 100 * g.high,
         f"{prefix}_p_holm": g.p_adjusted,
+        # The interval the report prints beside its tie marks: Bonferroni over the family.
+        f"{prefix}_simultaneous_low_points": 100 * g.sim_low,
+        f"{prefix}_simultaneous_high_points": 100 * g.sim_high,
+        f"{prefix}_comparisons": g.family if g.spread is not None else math.nan,
+        f"{prefix}_method": g.method,
     }
 
 

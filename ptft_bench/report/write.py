@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ptft_bench import atomic
 from ptft_bench.errors import UserError
-from ptft_bench.report.aggregate import leaderboard
+from ptft_bench.report.aggregate import leaderboard, tuning_trials, without_trials
 from ptft_bench.report.evidence import Evidence, gather
 from ptft_bench.report.load import RunSet, load_runs
 from ptft_bench.report.render import fmt, html, markdown
@@ -22,6 +22,7 @@ from ptft_bench.report.sections.failures import failures_section
 from ptft_bench.report.sections.figures import figures_section
 from ptft_bench.report.sections.leaderboards import task_sections
 from ptft_bench.report.sections.setup import setup_section
+from ptft_bench.report.sections.tuning import tuning_notes, tuning_sections
 from ptft_bench.report.summary import summary_frame
 
 FORMATS = frozenset({"md", "html", "csv"})
@@ -29,12 +30,14 @@ FORMATS = frozenset({"md", "html", "csv"})
 
 @dataclass
 class ReportData:
-    """The loaded runs, the per-(task, model, variant) leaderboard everything derives from, and
-    the statistics on the selected runs' per-example predictions (`evidence.gather`)."""
+    """The loaded runs, the per-(task, model, variant) leaderboard everything derives from, the
+    statistics on the selected runs' per-example predictions (`evidence.gather`) and the trials
+    of the tuned variants' studies (`aggregate.tuning_trials`; empty when nothing was tuned)."""
 
     runs: RunSet
     leaderboard: pd.DataFrame
     evidence: Evidence
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def build(
@@ -44,21 +47,29 @@ def build(
     ``statistics`` is False (the console summary), bootstrap every task once."""
     rs = load_runs([Path(d) for d in run_dirs], expected_run_ids)
     lb = leaderboard(rs)
-    return ReportData(rs, lb, gather(lb) if statistics else Evidence({}))
+    return ReportData(rs, lb, gather(lb) if statistics else Evidence({}), tuning_trials(rs.runs))
 
 
 def build_document(data: ReportData, figs: dict) -> Document:
     """All sections, in reading order: the answer first, then the details; numbered here, and
-    their cross-references resolved (`Document.numbered`)."""
+    their cross-references resolved (`Document.numbered`). The tuning section (with tuned
+    variants) follows the per-task leaderboards; the sections listing failed runs and runs that
+    did not learn leave out the trials it reports (`aggregate.without_trials`)."""
     rs, lb, ev = data.runs, data.leaderboard, data.evidence
     title = "ptft-bench report" + (f": {', '.join(rs.suites)}" if rs.suites else "")
-    doc = Document(title, [answer_section(lb, ev), setup_section(rs)])
+    answer = answer_section(lb, ev)
+    if len(lb) and lb["test_mean"].notna().any():  # after the answer's notes: tuning, or its lack
+        answer.blocks += tuning_notes(lb)
+    doc = Document(title, [answer, setup_section(rs)])
     if len(lb):
-        doc.sections += task_sections(lb, ev) + across_section(lb, ev)
+        doc.sections += task_sections(lb, ev)
+        doc.sections += tuning_sections(lb, data.tuning, rs.sweeps, figs)
+        doc.sections += across_section(lb, ev)
         doc.sections += [figures_section(lb, figs)]
+    shown = without_trials(rs)
     doc.sections += [
-        did_not_learn_section(rs, lb),
-        failures_section(rs),
+        did_not_learn_section(shown, lb),
+        failures_section(shown),
         cost_section(lb),
     ]
     return doc.numbered()
@@ -98,6 +109,10 @@ def write_report(
         from ptft_bench.report.render.figures import make_figures  # matplotlib only when drawing
 
         figs = make_figures(data.leaderboard, data.evidence, out_dir / "figures")
+        if len(data.tuning):
+            from ptft_bench.report.render.figures_tuning import tuning_figures
+
+            figs.update(tuning_figures(data.leaderboard, data.tuning, out_dir / "figures"))
         written["figures"] = out_dir / "figures"
     doc = build_document(data, figs)
     if "md" in formats:

@@ -1,5 +1,6 @@
-"""Statistical figures: forest plots of the gap to full fine-tuning (per task and averaged over
-tasks) and the critical-difference diagram of mean ranks (Demšar 2006)."""
+"""Statistical figures: forest plots of the gap to full fine-tuning (per task, with the
+simultaneous intervals the leaderboards print, and averaged over the across-tasks table's tasks)
+and the critical-difference diagram of mean ranks (Demšar 2006)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ptft_bench.report.evidence import Evidence, TaskEvidence
+from ptft_bench.report.evidence import Evidence, TaskEvidence, comparison_tasks
 from ptft_bench.report.render.plotting import Style, family_legend, plt, save, style_of
 from ptft_bench.report.stats.gaps import Gap
 from ptft_bench.report.stats.ranks import RankComparison
@@ -18,7 +19,8 @@ from ptft_bench.report.stats.ranks import RankComparison
 def _forest(
     items: list[tuple[str, Gap | None, float, bool]], styles: Style, xlabel: str, title: str
 ) -> Any:
-    """Rows (variant, gap or None, observed points, significant), best gap on top."""
+    """Rows (variant, gap or None, observed points, significant), best gap on top; a gap's bar
+    is its simultaneous interval (`Gap.sim_low`, `sim_high`: the 95% one outside a family)."""
     items = sorted(items, key=lambda it: it[2])
     fig, ax = plt.subplots(figsize=(7.2, 0.34 * len(items) + 1.4))
     for y, (v, g, obs, sig) in enumerate(items):
@@ -26,7 +28,7 @@ def _forest(
         if g is None:
             ax.plot(obs, y, marker="x", color=st["color"], ms=6, ls="none", zorder=3)
             continue
-        lo, hi = 100 * g.low, 100 * g.high
+        lo, hi = 100 * g.sim_low, 100 * g.sim_high
         ax.plot([lo, hi], [y, y], color=st["color"], lw=1.6, solid_capstyle="butt", zorder=2)
         face = st["color"] if sig else "white"
         ax.plot(obs, y, marker="o", ms=6, color=st["color"], mfc=face, ls="none", zorder=3)
@@ -44,7 +46,8 @@ def _forest(
 def forest_figure(
     g: pd.DataFrame, ev: TaskEvidence | None, styles: Style, title: str, path: Path
 ) -> Path | None:
-    """Each compared variant's gap to full fine-tuning on one task, with its 95% interval."""
+    """Each compared variant's gap to full fine-tuning on one task, with its simultaneous
+    interval (filled: Holm-significant)."""
     if ev is None or ev.reference is None:
         return None
     ref = g[g["variant"] == ev.reference]["test_mean"].iloc[0]
@@ -61,23 +64,28 @@ def forest_figure(
             items.append((v, None, score - ref, False))
     if not items:
         return None
-    xlabel = f"Δ test {ev.metric} vs `{ev.reference}` (points, 95% interval)"
+    rows = ev.comparison.rows if ev.comparison else []
+    m = max((r.to_reference.family for r in rows if r.has_evidence), default=0)
+    shown = f"95% simultaneous, m = {m}" if m > 1 else "95% interval"
+    xlabel = f"Δ test {ev.metric} vs `{ev.reference}` (points, {shown})"
     return save(_forest(items, styles, xlabel.replace("`", ""), title), path)
 
 
 def forest_all_figure(lb: pd.DataFrame, evidence: Evidence, styles: Style, path: Path):
-    """The mean over tasks of each variant's gap to full fine-tuning (2+ tasks with evidence)."""
+    """The mean over the across-tasks table's tasks (`evidence.comparison_tasks`, 2+ with
+    evidence) of each variant's gap to full fine-tuning, with its 95% interval."""
     model = str(lb["model"].iloc[0])
-    tasks = evidence.of_model(model)
-    refs = {ev.reference for ev in tasks if ev.reference}
+    tasks = comparison_tasks(lb, model)
+    evs = [evidence.task(t, model) for t in tasks]
+    refs = {ev.reference for ev in evs if ev and ev.reference}
     if len(tasks) < 2 or len(refs) != 1:
         return None
     ref = refs.pop()
-    variants = sorted({v for ev in tasks for v in ev.eligible if v != ref})
+    variants = sorted({v for ev in evs if ev for v in ev.eligible if v != ref})
     items = []
     for v in variants:
-        gap, n = evidence.mean_gap(model, v, ref)
-        if gap is not None and n == len(tasks):
+        gap = evidence.mean_gap(model, v, ref, tasks)
+        if gap is not None:
             items.append((v, gap, 100 * gap.observed, not gap.low <= 0 <= gap.high))
     if not items:
         return None

@@ -1,15 +1,22 @@
-"""The across-tasks section: per model, each variant's mean score, mean rank (with the Friedman
-test and the Nemenyi critical difference when there are enough tasks), mean gap to full
-fine-tuning and on how many tasks it is tied with it, the per-task gaps, and the Pareto-optimal
-variants per budget axis; then, with 2+ models, the model comparison subsection.
+"""The across-tasks section: per model, over one task set named in the caption
+(`evidence.comparison_tasks`: the tasks of the rule on which full fine-tuning has a usable
+result), each variant's mean score, mean rank (with the Friedman test and the Nemenyi critical
+difference when there are enough tasks), mean gap to full fine-tuning and on how many of those
+tasks it is tied with it, the per-task gaps, and the Pareto-optimal variants per budget axis;
+then, with 2+ models, the model comparison subsection.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from ptft_bench.report.aggregate import across_tasks, model_comparison, vs_reference
-from ptft_bench.report.evidence import Evidence
+from ptft_bench.report.aggregate import model_comparison, vs_reference
+from ptft_bench.report.evidence import (
+    Evidence,
+    comparison_tasks,
+    left_out_tasks,
+    scores_over,
+)
 from ptft_bench.report.recommend import active_axes, cost_table, pareto_sets
 from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import (
@@ -20,96 +27,138 @@ from ptft_bench.report.render.document import (
     Table,
     mark_best,
 )
-from ptft_bench.report.sections.common import gap_to_full
+from ptft_bench.report.sections.common import gap_to_full, not_compared, sim_gap, tasks_text
+from ptft_bench.report.stats.descriptive import rank_desc
 from ptft_bench.report.stats.ranks import RankComparison
 
 
 def across_section(lb: pd.DataFrame, evidence: Evidence) -> list[Section]:
     """Mean score, mean rank, gaps to full fine-tuning over tasks; rank tests; model comparison."""
     out = [Section("Across tasks", key="across_tasks")]
-    at = across_tasks(lb)
-    _, overall = vs_reference(lb)
-    fronts, costs = pareto_sets(lb), cost_table(lb)
-    for model, g in at.groupby("model"):
+    fronts = pareto_sets(lb)
+    for model in sorted(lb.loc[lb["test_mean"].notna(), "model"].unique()):
+        model = str(model)
+        tasks = comparison_tasks(lb, model)
         sub = Section(f"Model `{model}`", level=3)
-        ranks = evidence.ranks.get(str(model))
-        sub.blocks.append(_across_table(lb, g, evidence, overall, ranks))
+        ranks = evidence.ranks.get(model)
+        if not tasks:
+            text = (
+                "No task to compare over: no variant learned on any task, or full fine-tuning "
+                "has no usable result on any of them ({§did_not_learn})."
+            )
+            sub.blocks.append(Paragraph(text))
+            out.append(sub)
+            continue
+        sub.blocks.append(_across_table(lb, model, tasks, evidence, ranks))
         if ranks is not None:
             sub.blocks += _ranks_blocks(ranks)
         if lb.loc[lb["model"] == model, "task"].nunique() > 1:
             sub.blocks.append(_per_task_gaps(lb[lb["model"] == model], evidence))
+        mlb = lb[(lb["model"] == model) & lb["task"].isin(tasks)]
+        axes = active_axes(cost_table(mlb)) if tasks else []
         items = [
-            f"{a.what}: {', '.join(fronts.get((str(model), a.kind), [])) or fmt.DASH}"
-            for a in active_axes(costs[costs["model"] == model])
+            f"{a.what}: {', '.join(fronts.get((model, a.kind), [])) or fmt.DASH}" for a in axes
         ]
-        sub.blocks.append(
-            Paragraph(
-                "Pareto-optimal variants, cheapest first (no other variant that learned on every "
-                "task is both cheaper and better on average):"
+        if items:
+            sub.blocks.append(
+                Paragraph(
+                    "Pareto-optimal variants over the same tasks, cheapest first (no other "
+                    "variant with a usable result on each of them is both cheaper and better on "
+                    "average):"
+                )
             )
-        )
-        sub.blocks.append(Bullets(items))
+            sub.blocks.append(Bullets(items))
         out.append(sub)
     return out + model_section(lb)
 
 
-def _tied_with_full(lb: pd.DataFrame, evidence: Evidence, model: str, variant: str) -> Cell:
+def _tied_with_full(evidence: Evidence, model: str, variant: str, tasks) -> Cell:
     verdicts = []
-    for ev in evidence.of_model(model):
-        row = ev.row(variant)
-        if row is not None and ev.reference and variant in ev.eligible:
+    for t in tasks:
+        ev = evidence.task(t, model)
+        row = ev.row(variant) if ev else None
+        if row is not None and ev.reference:
             verdicts.append(row.tied_with_reference)
     if not verdicts:
         return Cell(fmt.DASH)
     return Cell(f"{sum(verdicts)}/{len(verdicts)}", sum(verdicts) / len(verdicts))
 
 
-def _across_table(lb, g, evidence: Evidence, overall, ranks: RankComparison | None) -> Table:
-    model = str(g["model"].iloc[0])
-    pos = {n: i for i, n in enumerate(ranks.names)} if ranks else {}
-    rows = []
-    for _, r in g.iterrows():
-        v = str(r["variant"])
-        if v in pos:
-            i = pos[v]
-            mr = Cell(
+def _mean_ranks(scores: pd.DataFrame, ranks: RankComparison | None) -> dict[str, Cell]:
+    """{variant: mean rank cell} over the table's tasks, among the variants complete on them."""
+    if ranks is not None:
+        return {
+            n: Cell(
                 f"{ranks.mean_rank[i]:.2f} [{ranks.low[i]:.2f}, {ranks.high[i]:.2f}]",
                 float(ranks.mean_rank[i]),
             )
-        elif r["learned_all"]:
-            mr = Cell(fmt.points(r["mean_rank"], 2), r["mean_rank"])
-        else:  # ranked on some tasks only: a mean over them would flatter it
-            mr = Cell(fmt.DASH)
-        tasks = f"{r['n_tasks']}" + ("" if r["all_tasks"] else " (not all)")
-        tasks += "" if r["learned_all"] else f", did not learn on {int(r['n_did_not_learn'])}"
+            for i, n in enumerate(ranks.names)
+        }
+    if scores.empty:
+        return {}
+    per_task = pd.DataFrame({t: rank_desc(scores[t].tolist()) for t in scores}, scores.index)
+    return {str(v): Cell(fmt.points(x, 2), float(x)) for v, x in per_task.mean(axis=1).items()}
+
+
+def _missing_text(g: pd.DataFrame, tasks) -> str:
+    """ "collapsed on mrpc, did not learn on rte": where a variant has no usable result."""
+    rows = {str(r["task"]): r for _, r in g.iterrows()}
+    why = {t: not_compared(rows[t]) if t in rows else "no result" for t in tasks}
+    return ", ".join(f"{w} on {t}" for t, w in why.items() if w)
+
+
+def _caption(lb: pd.DataFrame, model: str, tasks) -> str:
+    mine = lb[(lb["model"] == model) & lb["test_mean"].notna()]
+    out = f"Model `{model}`, every row over the same {tasks_text(tasks)}"
+    rule_out = set(left_out_tasks(lb, model))
+    dropped = sorted(set(map(str, mine["task"])) - set(tasks))
+    reasons = [
+        f"{t} (no variant learned there)"
+        if t in rule_out
+        else f"{t} (full fine-tuning has no usable result there)"
+        for t in dropped
+    ]
+    return out + (f"; left out: {', '.join(reasons)}" if reasons else "")
+
+
+def _across_table(lb, model: str, tasks, evidence: Evidence, ranks) -> Table:
+    mlb = lb[(lb["model"] == model) & lb["task"].isin(tasks)]
+    scores = scores_over(lb, model, tasks)
+    rank_cells = _mean_ranks(scores, ranks)
+    _, overall = vs_reference(mlb)
+    rows = []
+    variants = sorted(map(str, lb.loc[lb["model"] == model, "variant"].unique()))
+    order = sorted(
+        variants, key=lambda v: (v not in scores.index, rank_cells.get(v, Cell("", 1e9)).sort, v)
+    )
+    for v in order:
+        if v not in scores.index:
+            why = _missing_text(mlb[mlb["variant"] == v], tasks) or "no result"
+            rows.append([Cell(v, v), Cell(why)] + [Cell(fmt.DASH) for _ in range(4)])
+            continue
+        mean = float(scores.loc[v].mean())
         rows.append(
-            [
-                Cell(v, v),
-                Cell(tasks, float(r["n_tasks"])),
-                Cell(fmt.points(r["mean_score"]), r["mean_score"]),
-                mr,
-                gap_to_full(evidence, lb, model, v, overall),
-                _tied_with_full(lb, evidence, model, v),
-            ]
+            [Cell(v, v), Cell(str(len(tasks)), float(len(tasks)))]
+            + [Cell(fmt.points(mean), mean), rank_cells.get(v, Cell(fmt.DASH))]
+            + [gap_to_full(evidence, mlb, model, v, tasks, overall)]
+            + [_tied_with_full(evidence, model, v, tasks)]
         )
     mark_best(rows, 2, True)
     mark_best(rows, 3, False)
     cols = ["variant", "tasks", "mean score", "mean rank", "Δ vs full [95% CI]", "≈ full on tasks"]
     note = (
-        "Mean score: mean over tasks of the per-task mean test primary metric (points). Mean "
-        "rank: rank 1 = best in a task"
-        + (
-            ", among the variants that have a score and learned on every task, with a 95% "
-            "bootstrap interval over tasks"
-            if ranks
-            else ""
-        )
-        + ". Δ vs full: mean over tasks of the gap to full fine-tuning with a 95% bootstrap "
-        "interval over test examples (and seeds); without per-example predictions, the paired "
-        "t-test over (task, seed) pairs. ≈ full on tasks: on how many tasks the variant cannot "
-        "be told apart from full fine-tuning."
+        "Every row is over the caption's tasks; a variant without a usable result on one of "
+        "them (it collapsed, learned nothing or has no run there) has no mean and says where. "
+        "Mean score: mean over the tasks of the per-task mean test primary metric (points). "
+        "Mean rank: rank 1 = best in a task, among the variants with a usable result on every "
+        "task"
+        + (", with a 95% bootstrap interval over tasks" if ranks else "")
+        + ". Δ vs full: mean over the tasks of the gap to full fine-tuning with a 95% interval "
+        "(test examples, and seeds: see the leaderboards); without per-example predictions, the "
+        "paired t-test over (task, seed) pairs. ≈ full on tasks: on how many of the tasks the "
+        "variant cannot be told apart from full fine-tuning (Holm, as in the leaderboards)."
     )
-    return Table(cols, rows, note=note)
+    return Table(cols, rows, caption=_caption(lb, model, tasks), note=note)
 
 
 def _ranks_blocks(ranks: RankComparison) -> list:
@@ -133,10 +182,11 @@ def _ranks_blocks(ranks: RankComparison) -> list:
 
 
 def _task_gap_cell(ev, r: pd.Series | None, ref: pd.Series | None) -> Cell:
-    if r is None or not fmt.finite(r["test_mean"]):
+    if r is None:
         return Cell(fmt.DASH)
-    if r["did_not_learn"]:
-        return Cell("did not learn")
+    why = not_compared(r)
+    if why:
+        return Cell(why if why != "no result" else fmt.DASH)
     if ev is None or not ev.reference or ref is None:
         return Cell(fmt.DASH)
     if r["variant"] == ev.reference:
@@ -147,7 +197,7 @@ def _task_gap_cell(ev, r: pd.Series | None, ref: pd.Series | None) -> Cell:
         return Cell(f"{fmt.signed(diff)} (no CI)", diff)
     g = row.to_reference
     mark = " ≈" if row.tied_with_reference else ""
-    return Cell(fmt.gap(100 * g.observed, 100 * g.low, 100 * g.high) + mark, 100 * g.observed)
+    return Cell(sim_gap(g) + mark, 100 * g.observed)
 
 
 def _per_task_gaps(lb: pd.DataFrame, evidence: Evidence) -> Table:
@@ -162,7 +212,12 @@ def _per_task_gaps(lb: pd.DataFrame, evidence: Evidence) -> Table:
             ref = by.get((t, ev.reference)) if ev and ev.reference else None
             cells.append(_task_gap_cell(ev, by.get((t, variant)), ref))
         rows.append(cells)
-    note = "Gap to full fine-tuning per task (points) with its 95% interval; ≈: tied (Holm, 5%)."
+    note = (
+        "Each column is one task on its own (not a mean): the gap to full fine-tuning (points) "
+        "with its 95% simultaneous interval over the task's comparisons with full fine-tuning "
+        "(Bonferroni); ≈: tied (Holm over the same comparisons, 5%), so a tied cell's interval "
+        "contains 0."
+    )
     return Table(["variant"] + tasks, rows, caption="Per task: Δ vs full fine-tuning", note=note)
 
 

@@ -1,7 +1,8 @@
 """The answer, the report's first section: for each budget, the variant to use, the variants
-tied with it, what each costs and how far each is from full fine-tuning (with its 95% interval),
-and the notes that qualify it (one seed, missing evidence, tasks left out of the rule, noisy
-latency, variants never recommended).
+tied with it (with the simultaneous interval of their gap to it), what each costs and how far
+each is from full fine-tuning (with its 95% interval), all over one task set per model named in
+the table's caption; then the notes that qualify it (the tasks in and out of the rule and why,
+collapsed runs, variants that cannot be recommended, one seed, missing evidence, noisy latency).
 
 Everything comes from `recommend.recommendations` (the rule, stated in the report) and
 `evidence.Evidence` (the intervals and ties); this module only lays it out.
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ptft_bench.report.aggregate import across_tasks, not_taught, taught, vs_reference
-from ptft_bench.report.evidence import Evidence
+from ptft_bench.report.aggregate import reference_variant, vs_reference
+from ptft_bench.report.evidence import Evidence, left_out_tasks
 from ptft_bench.report.load import latency_noise_band
 from ptft_bench.report.recommend import (
     RULE,
@@ -21,19 +22,31 @@ from ptft_bench.report.recommend import (
     active_axes,
     cost_table,
     recommendations,
+    rule_board,
 )
 from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import Cell, Paragraph, Section, Table
-from ptft_bench.report.sections.common import gap_to_full
+from ptft_bench.report.sections.common import (
+    COLLAPSE,
+    gap_to_full,
+    learning_of,
+    not_compared,
+    sim_gap,
+    tasks_text,
+)
 
 ANSWER_TITLE = "Answer: which strategy for which budget"
 NOTE = (
-    "Mean score: test primary metric (points) averaged over tasks. Δ vs full: mean over tasks of "
-    "the gap to full fine-tuning, 95% bootstrap interval over test examples (and seeds when 2+). "
-    "Costs: means over tasks; in brackets, multiples of full fine-tuning's on the same task (the "
-    "quantity the budgets limit)."
+    "Every row is over the same tasks, those of the caption. Mean score: test primary metric "
+    "(points) averaged over them. Δ vs full: mean over them of the gap to full fine-tuning, 95% "
+    "interval (test examples, and seeds when 2+: see the leaderboards for how); not a tie test. "
+    "Δ vs pick: mean gap to the budget's pick over the same tasks, 95% simultaneous interval "
+    "(Bonferroni over the other variants that fit the budget); ties: Holm over the same "
+    "comparisons, so a tied variant's interval always contains 0. Costs: means over the tasks; "
+    "in brackets, multiples of full fine-tuning's on the same task (the quantity the budgets "
+    "limit)."
 )
-COLUMNS = ["budget", "use", "mean score", "Δ vs full [95% CI]"]
+COLUMNS = ["budget", "use", "mean score", "Δ vs full [95% CI]", "Δ vs pick [95% simult. CI]"]
 
 
 def _cost_cells(c: pd.Series, axes: list[BudgetAxis]) -> list[Cell]:
@@ -47,8 +60,15 @@ def _cost_cells(c: pd.Series, axes: list[BudgetAxis]) -> list[Cell]:
     return out
 
 
+def _pick_cell(rec: Recommendation, v: str) -> Cell:
+    if v == rec.variant:
+        return Cell("pick", 0.0)
+    g = rec.gaps.get(v)
+    return Cell(sim_gap(g), 100 * g.observed) if g is not None else Cell(fmt.DASH)
+
+
 def _rows(rec: Recommendation, costs: pd.DataFrame, axes, gap_cell) -> list[list[Cell]]:
-    empty = 2 + len(axes)
+    empty = 3 + len(axes)
     if rec.variant is None:
         return [[Cell(rec.budget), Cell("no variant fits")] + [Cell(fmt.DASH)] * empty]
     out = []
@@ -58,6 +78,7 @@ def _rows(rec: Recommendation, costs: pd.DataFrame, axes, gap_cell) -> list[list
         out.append(
             [Cell(rec.budget if i == 0 else ""), Cell(label, v)]
             + [Cell(fmt.points(c["mean_score"]), c["mean_score"]), gap_cell(v)]
+            + [_pick_cell(rec, v)]
             + _cost_cells(c, axes)
         )
     if not rec.ties_known:
@@ -66,8 +87,99 @@ def _rows(rec: Recommendation, costs: pd.DataFrame, axes, gap_cell) -> list[list
     return out
 
 
+def _model_table(lb: pd.DataFrame, evidence: Evidence, model: str, recs) -> Table:
+    mlb, tasks = rule_board(lb, model)
+    costs = cost_table(mlb)
+    axes = active_axes(costs)
+    _, overall = vs_reference(mlb)
+    rows = []
+    for rec in recs:
+        gap_cell = lambda v: gap_to_full(evidence, mlb, model, v, tasks, overall)  # noqa: E731
+        rows += _rows(rec, costs, axes, gap_cell)
+    caption = f"Model `{model}`, over {tasks_text(tasks)}"
+    return Table(COLUMNS + [a.what for a in axes], rows, caption=caption, note=NOTE)
+
+
+def _why_not(mlb: pd.DataFrame) -> dict[str, str]:
+    """{variant: "collapsed on cola, mrpc; did not learn on rte"} for the variants without a
+    usable result on some task of ``mlb`` (a model's leaderboard on its rule tasks)."""
+    out: dict[str, str] = {}
+    tasks = sorted(mlb["task"].unique())
+    for variant, g in mlb.groupby("variant", sort=True):
+        rows = {str(r["task"]): r for _, r in g.iterrows()}
+        why: dict[str, list[str]] = {}
+        for t in tasks:
+            reason = not_compared(rows[t]) if t in rows else "no result"
+            if reason:
+                why.setdefault(reason, []).append(t)
+        if why:
+            out[str(variant)] = "; ".join(f"{w} on {', '.join(ts)}" for w, ts in why.items())
+    return out
+
+
+def _collapse_text(mlb: pd.DataFrame) -> str:
+    items: dict[str, list[str]] = {}
+    for _, r in mlb.sort_values(["variant", "task"]).iterrows():
+        n = learning_of(r)
+        if n.collapsed:
+            items.setdefault(str(r["variant"]), []).append(f"{r['task']} {n.collapsed}/{n.runs}")
+    if not items:
+        return ""
+    listed = "; ".join(f"`{v}` on {', '.join(ts)}" for v, ts in items.items())
+    return (
+        f"**Collapsed runs** ({COLLAPSE}), selected runs per task: {listed}. A variant whose "
+        "every selected run collapsed on a task has no result there; rerun it with another "
+        "configuration ({§did_not_learn})."
+    )
+
+
+def _tasks_text(lb: pd.DataFrame, model: str, tasks: list[str]) -> str:
+    out = left_out_tasks(lb, model)
+    head = f"**Tasks in the rule**: {len(tasks)} of {len(tasks) + len(out)}"
+    if not out:
+        return head + " (on every task some variant beats the constant-prediction baseline)."
+    mine = lb[lb["model"] == model]
+    parts = []
+    for t in out:
+        g = mine[(mine["task"] == t) & mine["test_mean"].notna()]
+        collapsed = sum(learning_of(r).all_collapsed for _, r in g.iterrows())
+        parts.append(f"`{t}` ({len(g)} variants, {collapsed} of them collapsed)")
+    return (
+        f"{head}. Left out: {', '.join(parts)}: no variant beats the constant-prediction "
+        "baseline on validation there, so those tasks cannot separate the strategies; their "
+        "results are in the leaderboards ({§leaderboards}) and {§did_not_learn}."
+    )
+
+
+def _model_notes(lb: pd.DataFrame, model: str) -> list[Paragraph]:
+    mlb, tasks = rule_board(lb, model)
+    lead = f"Model `{model}`: " if lb["model"].nunique() > 1 else ""
+    out = [Paragraph(lead + _tasks_text(lb, model, tasks))]
+    collapse = _collapse_text(mlb)
+    out += [Paragraph(collapse)] if collapse else []
+    barred = _why_not(mlb)
+    if barred:
+        items = [f"`{v}` ({why})" for v, why in barred.items()]
+        out.append(
+            Paragraph(
+                f"Not candidates (no usable result on every task of the rule): {', '.join(items)}."
+            )
+        )
+    ref = reference_variant(mlb, model)
+    if ref is not None and ref in barred:
+        out.append(
+            Paragraph(
+                f"Δ vs full is a dash: `{ref}` has no usable result on every task of the rule; "
+                "{§across_tasks} compares with it over the tasks where it has one."
+            )
+        )
+    return out
+
+
 def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
     out = []
+    for model in sorted(lb["model"].unique()):
+        out += _model_notes(lb, str(model))
     if evidence.one_seed:
         out.append(
             Paragraph(
@@ -83,31 +195,8 @@ def _notes(lb: pd.DataFrame, evidence: Evidence) -> list[Paragraph]:
                 "they fall back to means and paired t-tests over seeds and their ties are unknown."
             )
         )
-    scored = lb[lb["test_mean"].notna()]
-    left_out = _left_out_text(scored)
-    if left_out:
-        out.append(
-            Paragraph(
-                f"**Left out of the rule**: {left_out}. Under this budget most variants did not "
-                "beat the constant-prediction baseline there, so those tasks do not separate the "
-                "strategies: mean scores, gaps and ties above are over the other tasks; every "
-                "result is in the leaderboards ({§leaderboards}) and {§did_not_learn}."
-            )
-        )
-    noisy = _latency_noise_text(scored)
-    if noisy:
-        out.append(Paragraph(noisy))
-    summary = across_tasks(scored) if len(scored) else scored
-    barred = summary[~summary["learned_all"].astype(bool)] if len(summary) else summary
-    dead = sorted(set(barred.loc[barred["n_did_not_learn"] > 0, "variant"])) if len(barred) else []
-    if dead:
-        out.append(
-            Paragraph(
-                f"Never recommended: {', '.join(f'`{v}`' for v in dead)} learned nothing at "
-                "their selected learning rate on some task ({§did_not_learn})."
-            )
-        )
-    return out
+    noisy = _latency_noise_text(lb[lb["test_mean"].notna()])
+    return out + ([Paragraph(noisy)] if noisy else [])
 
 
 # Runs that serve the base model's computation (full, head-only, BitFit, ...) measure the same
@@ -127,22 +216,6 @@ def _latency_noise_text(scored: pd.DataFrame) -> str:
     )
 
 
-def _left_out_text(scored: pd.DataFrame) -> str:
-    """ "`cola` (6 of 8 variants learned nothing), ..." for the tasks `not_taught` leaves out."""
-    if scored.empty:
-        return ""
-    out = []
-    many = scored["model"].nunique() > 1
-    for (task, model), g in scored[not_taught(scored)].groupby(["task", "model"], sort=True):
-        dead = int(g["did_not_learn"].astype(bool).sum())
-        out.append(
-            f"`{task}`"
-            + (f" with `{model}`" if many else "")
-            + f" ({dead} of {len(g)} variants learned nothing)"
-        )
-    return ", ".join(out)
-
-
 def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
     """The report's first section."""
     sec = Section(ANSWER_TITLE, key="answer")
@@ -151,10 +224,6 @@ def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
         return sec
     sec.blocks.append(Paragraph("**Rule.** " + RULE))
     recs = recommendations(lb, evidence)
-    rule_lb = taught(lb)  # the tasks the rule compares on; the others are named in the notes
-    rule_ev = evidence.restricted_to(rule_lb)
-    costs = cost_table(rule_lb)
-    _, overall = vs_reference(rule_lb)
     for model in sorted(lb["model"].unique()):
         mine = [r for r in recs if r.model == model]
         if not mine:
@@ -164,24 +233,14 @@ def answer_section(lb: pd.DataFrame, evidence: Evidence) -> Section:
                     "nothing to recommend (see {§did_not_learn})."
                 )
             )
-            continue
-        if all(r.variant is None for r in mine):
+        elif all(r.variant is None for r in mine):
             sec.blocks.append(
                 Paragraph(
-                    f"Model `{model}`: no variant has a result on every task and learned "
-                    "something on each, so there is nothing to recommend (see {§did_not_learn})."
+                    f"Model `{model}`: no variant has a usable result on every task of the rule, "
+                    "so there is nothing to recommend (see {§did_not_learn})."
                 )
             )
-            continue
-        axes = active_axes(costs[costs["model"] == model])
-        rows = []
-        for rec in mine:
-            gap_cell = lambda v, m=model: gap_to_full(rule_ev, rule_lb, m, v, overall)  # noqa: E731
-            rows += _rows(rec, costs, axes, gap_cell)
-        n_tasks = rule_lb.loc[rule_lb["model"] == model, "task"].nunique()
-        columns = COLUMNS + [a.what for a in axes]
-        sec.blocks.append(
-            Table(columns, rows, caption=f"Model `{model}`, {n_tasks} task(s)", note=NOTE)
-        )
+        else:
+            sec.blocks.append(_model_table(lb, evidence, str(model), mine))
     sec.blocks += _notes(lb, evidence)
     return sec

@@ -13,9 +13,10 @@ import pandas as pd
 from ptft_bench.report.render.document import Figure, Paragraph, Section
 
 CAPTIONS = {
-    "forest": "Gap of each variant to full fine-tuning (points) with its 95% bootstrap interval; "
-    "filled: different from full fine-tuning at the 5% level (Holm), hollow: tied; × without "
-    "per-example predictions (no interval).",
+    "forest": "Gap of each variant to full fine-tuning (points) with its 95% simultaneous "
+    "interval (Bonferroni over the task's comparisons with full fine-tuning, as in the "
+    "leaderboard); filled: different from full fine-tuning at the 5% level (Holm), hollow: tied; "
+    "× without per-example predictions (no interval).",
     "tradeoffs": "Quality against trainable parameters, train time and peak memory: mean test "
     "score with its 95% interval; the dashed line is the Pareto frontier (nothing else is both "
     "cheaper and better); grey: learned nothing.",
@@ -23,8 +24,8 @@ CAPTIONS = {
     "seeds.",
     "curves": "Learning curves at the selected lr, averaged over seeds: train loss (moving "
     "average) and validation primary metric by optimizer step.",
-    "forest_all": "Mean over tasks of the gap to full fine-tuning (points), 95% bootstrap "
-    "interval over test examples (and seeds); filled: the interval excludes 0.",
+    "forest_all": "Mean over the across-tasks table's tasks of the gap to full fine-tuning "
+    "(points), 95% interval over test examples (and seeds); filled: the interval excludes 0.",
     "cd": "Critical-difference diagram (Demšar 2006): mean rank over tasks (1 = best); variants "
     "joined by a bar are not distinguishable (Nemenyi, α = 0.05).",
 }

@@ -1,6 +1,7 @@
 """The per-task leaderboards: one subsection per (task, model) with the floor (constant baseline,
 linear probe), the leaderboard with the gap of every variant to the task's best and to full
-fine-tuning (95% intervals, Holm-corrected p-values, tie groups, McNemar), the comparisons that
+fine-tuning (simultaneous intervals, Holm-corrected p-values, tie groups, McNemar), the learning
+check on validation (learned, collapsed, better than the linear probe?), the comparisons that
 lack evidence, and where the spread comes from (seeds vs test sample).
 
 The statistics come from `evidence.TaskEvidence` (the paired t-test over seeds too, the fallback
@@ -14,12 +15,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ptft_bench.report.evidence import Evidence, TaskEvidence
+from ptft_bench.report.evidence import LINEAR_PROBE, Evidence, TaskEvidence
 from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import Bullets, Cell, Paragraph, Section, Table, mark_best
+from ptft_bench.report.sections.common import (
+    COLLAPSE,
+    learning_of,
+    method_note,
+    not_compared,
+    sim_gap,
+)
 from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS
 
-LINEAR_PROBE = "linear_probe"
 ONE_SEED = (
     "**One seed.** Where a variant has a single seed, its intervals cover the test sample only, "
     "not seed-to-seed variation (often several points on small tasks): a one-seed interval is a "
@@ -28,14 +35,16 @@ ONE_SEED = (
 )
 MARK_NOTE = (
     "**≈ best**: cannot be told apart from the task's best variant; **≈ full**: cannot be told "
-    "apart from full fine-tuning (better / worse: different at the 5% level). Both use a paired "
-    "bootstrap over test examples (2,000 resamples, the primary metric recomputed on each; with "
-    "2+ seeds the seeds are resampled too) and Holm-corrected p-values over the task's variants. "
-    "Intervals are 95% percentile intervals of the gap, in points. McNemar: exact test of "
-    "per-example correctness against full fine-tuning (largest p over matched seeds), a "
-    "cross-check that concerns accuracy; † marks where it disagrees with the bootstrap. n/a: no "
-    "per-example predictions (the gap is then a difference of means; against full fine-tuning a "
-    "paired t-test over seeds when 2+ seeds). Variants that learned nothing are not compared."
+    "apart from full fine-tuning (better / worse: different at the 5% level). Both use "
+    "Holm-corrected p-values over the task's variants (the comparisons with the best, and "
+    "those with full fine-tuning, are two families). Intervals (points) are 95% simultaneous "
+    "intervals, Bonferroni over the same comparisons ({families}), from the same distribution "
+    "as the p-values: a tied variant's interval always contains 0 (Holm can separate a variant "
+    "whose interval touches 0). {method} McNemar: exact test of per-example correctness against "
+    "full fine-tuning (largest p over matched seeds), a cross-check that concerns accuracy; † "
+    "marks where it disagrees with the bootstrap. n/a: no per-example predictions (the gap is "
+    "then a difference of means; against full fine-tuning a paired t-test over seeds when 2+ "
+    "seeds). Variants that learned nothing on validation, or collapsed, are not compared."
 )
 
 # The cost columns of a leaderboard, shown where some variant has a value: (leaderboard column,
@@ -83,15 +92,17 @@ def floor_paragraph(g: pd.DataFrame, metric: str) -> Paragraph | None:
 
 
 def _learned_cell(r: pd.Series) -> Cell:
-    n = int(r["n_learned"] + r["n_not_learned"])
-    if not n:
+    n = learning_of(r)
+    if not n.learned + n.not_learned:
         return Cell(fmt.DASH)
-    text = f"{int(r['n_learned'])}/{n}"
+    text = f"{n.learned}/{n.runs}"
     if r["did_not_learn"]:
-        text += " ✗ did not learn"
-    elif r["n_not_learned"]:
+        text += " ✗ collapsed" if n.all_collapsed else " ✗ did not learn"
+    elif n.collapsed:
+        text += f" ({n.collapsed} collapsed)"
+    elif n.not_learned:
         text += " (some seeds did not)"
-    return Cell(text, float(r["n_learned"]) / n)
+    return Cell(text, n.learned / max(n.runs, 1))
 
 
 def _fallback_full(r: pd.Series, ref: pd.Series | None, ev: TaskEvidence) -> str:
@@ -116,8 +127,8 @@ def _mark(row, which: str) -> str:
 def _gap_cells(r: pd.Series, ev: TaskEvidence, best: pd.Series | None, ref: pd.Series | None):
     """Δ vs best, ≈ best, Δ vs full, p (Holm), ≈ full, McNemar: six cells."""
     v = str(r["variant"])
-    if r["did_not_learn"] or not fmt.finite(r["test_mean"]):
-        why = "did not learn" if r["did_not_learn"] else "no result"
+    why = not_compared(r)
+    if why:
         return [Cell(why)] + [Cell(fmt.DASH) for _ in range(5)]
     row = ev.row(v)
     if row is None:
@@ -137,10 +148,7 @@ def _gap_cells(r: pd.Series, ev: TaskEvidence, best: pd.Series | None, ref: pd.S
     is_best, is_ref = v == ev.comparison.best, v == ev.reference
     disagree = tr.significant() != (row.mcnemar_p < 0.05) if fmt.finite(row.mcnemar_p) else False
     cells = [
-        Cell(
-            "best" if is_best else fmt.gap(100 * tb.observed, 100 * tb.low, 100 * tb.high),
-            100 * tb.observed,
-        ),
+        Cell("best" if is_best else sim_gap(tb), 100 * tb.observed),
         Cell("best" if is_best else _mark(row, "best")),
     ]
     if ev.reference and not ev.has(ev.reference):  # full fine-tuning has no predictions
@@ -152,7 +160,7 @@ def _gap_cells(r: pd.Series, ev: TaskEvidence, best: pd.Series | None, ref: pd.S
         )
     return cells + [
         Cell(
-            "reference" if is_ref else fmt.gap(100 * tr.observed, 100 * tr.low, 100 * tr.high),
+            "reference" if is_ref else sim_gap(tr),
             100 * tr.observed if fmt.finite(tr.observed) else None,
         ),
         Cell(fmt.DASH if is_ref else fmt.pvalue(tr.p_adjusted), tr.p_adjusted),
@@ -179,7 +187,8 @@ class _Layout:
 
     def columns(self) -> list[str]:
         cols = ["variant", "lr (val. score)", "seeds"] + (["learned"] if self.checks else [])
-        cols += [f"test {self.primary} ★", "Δ vs best [95% CI]", "≈ best", "Δ vs full [95% CI]"]
+        cols += [f"test {self.primary} ★", "Δ vs best [95% simult. CI]", "≈ best"]
+        cols += ["Δ vs full [95% simult. CI]"]
         cols += ["p vs full (Holm)", "≈ full"] + (["McNemar p vs full"] if self.mcnemar else [])
         cols += [f"test {m}" for m in self.others] + [c[1] for c in self.costs]
         return cols + ["runs ok/failed/missing", "val. score by lr"]
@@ -229,13 +238,23 @@ def leaderboard_table(g: pd.DataFrame, ev: TaskEvidence) -> Table:
     ref = refs.iloc[0] if len(refs) else None
     rows = [_row(r, lay, ev, best, ref) for _, r in _order(g).iterrows()]
     lay.mark_bests(rows)
+    marks = MARK_NOTE.format(families=_families(ev), method=method_note(ev.methods))
     note = (
         f"★ primary metric: {primary} (points = metric × 100), mean ± standard deviation over "
         "seeds (ddof=1). The learning rate is chosen per variant on the validation split (best "
         "mean validation score over seeds); test numbers and costs are at that rate. Best value "
-        "per column in bold. " + MARK_NOTE
+        "per column in bold. " + marks.replace("  ", " ")
     )
     return Table(lay.columns(), rows, note=note)
+
+
+def _families(ev: TaskEvidence) -> str:
+    """ "m = 7 comparisons with the best, 7 with full fine-tuning" from the comparison rows."""
+    rows = [r for r in (ev.comparison.rows if ev.comparison else []) if r.has_evidence]
+    best = max((r.to_best.family for r in rows if r.variant != ev.comparison.best), default=0)
+    ref = max((r.to_reference.family for r in rows if r.variant != ev.reference), default=0)
+    out = f"m = {best} comparison{'s' if best != 1 else ''} with the best"
+    return out + (f", {ref} with full fine-tuning" if ev.reference and ref else "")
 
 
 def variance_table(ev: TaskEvidence) -> Table | None:
@@ -269,6 +288,63 @@ def variance_table(ev: TaskEvidence) -> Table | None:
     return Table(cols, rows, caption="Seeds or test sample?", note=note)
 
 
+def _gain_cell(r: pd.Series) -> Cell:
+    """Mean over the selected runs of the validation gain over the constant (Matthews / Pearson)."""
+    gains = [(rec.learning_check or {}).get("gain") or {} for _, rec, _ in r["selected_runs"] or []]
+    values = [x["value"] for x in gains if fmt.finite(x.get("value"))]
+    if not values:
+        return Cell(fmt.DASH)
+    metric = gains[0].get("metric", "")
+    mean = 100 * sum(values) / len(values)
+    return Cell(f"{metric} {fmt.points(mean)}", mean)
+
+
+def _probe_cells(v: str, ev: TaskEvidence) -> list[Cell]:
+    if v == ev.probe:
+        return [Cell("probe"), Cell("probe")]
+    g = ev.vs_probe.get(v)
+    if g is None or not fmt.finite(g.observed):
+        return [Cell(fmt.DASH), Cell(fmt.DASH)]
+    verdict = "≈" if not g.significant() else ("better" if g.observed > 0 else "worse")
+    return [Cell(sim_gap(g), 100 * g.observed), Cell(verdict)]
+
+
+def validation_table(g: pd.DataFrame, ev: TaskEvidence) -> Table | None:
+    """Per variant: did its runs learn on validation (or collapse), its gain over the constant,
+    and whether it beats the linear probe on validation (None without any learning check)."""
+    rows = []
+    for _, r in _order(g).iterrows():
+        n = learning_of(r)
+        if not n.runs or not n.learned + n.not_learned:
+            continue
+        v = str(r["variant"])
+        judged = {"validation": "validation", "test": "test (old record)"}.get(n.split, "mixed")
+        rows.append(
+            [Cell(v, v), Cell(f"{n.learned}/{n.runs}", n.learned / n.runs)]
+            + [Cell(str(n.collapsed), float(n.collapsed)), Cell(judged), _gain_cell(r)]
+            + (_probe_cells(v, ev) if ev.probe else [])
+        )
+    if not rows:
+        return None
+    cols = ["variant", "runs that learned", "collapsed", "judged on", "gain over the constant"]
+    if ev.probe:
+        cols += [f"Δ vs `{ev.probe}` on validation [95% simult. CI]", "vs probe"]
+    m = max((x.family for x in ev.vs_probe.values()), default=0)
+    note = (
+        "A run learned when its validation Matthews (classification) or Pearson (regression) "
+        "correlation, which any constant prediction scores 0 on, has a 95% bootstrap interval "
+        "(validation examples) above 0, and its train loss did not diverge; gain: that "
+        f"correlation (points), mean over the selected runs. Collapsed: {COLLAPSE}."
+        + (
+            f" Δ vs `{ev.probe}`: validation primary metric, gap to the linear probe, intervals "
+            f"simultaneous over m = {m} comparisons (Bonferroni), ≈ / better / worse by Holm at 5%."
+            if ev.probe
+            else ""
+        )
+    )
+    return Table(cols, rows, caption="Learned? (validation)", note=note)
+
+
 def task_section(g: pd.DataFrame, ev: TaskEvidence) -> Section:
     """The subsection of one (task, model)."""
     task, model = g["task"].iloc[0], g["model"].iloc[0]
@@ -276,6 +352,8 @@ def task_section(g: pd.DataFrame, ev: TaskEvidence) -> Section:
     floor = floor_paragraph(g, _metric(g))
     sec.blocks += [floor] if floor else []
     sec.blocks.append(leaderboard_table(g, ev))
+    val = validation_table(g, ev)
+    sec.blocks += [val] if val else []
     if ev.missing:
         reasons: dict[str, list[str]] = {}
         for v, why in ev.missing.items():

@@ -8,16 +8,29 @@ resamples. Everything is deterministic for a given ``seed``.
 
 Conventions:
 
-- Intervals are 95% percentile intervals of the resampled statistic.
+- Intervals come from the spread of the statistic (`gaps.Spread`): the pair of order statistics
+  of the resampled statistic dual to the bootstrap p-value, or a t interval; 95% for one
+  comparison, Bonferroni-simultaneous (1 - 0.05 / m) within a family of m comparisons, the
+  family whose Holm-corrected p-values decide ties (`gaps` explains why the two always agree).
 - Bootstrap p-values are two-sided, over the B resampled differences d*:
   ``p = min(1, 2 * (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1))``. Resamples exactly at 0 count
-  on both sides (conservative for discrete metrics); p < 0.05 goes with 0 outside the interval.
+  on both sides (conservative for discrete metrics); p < 0.05 exactly when 0 is outside the
+  95% interval.
 - With fewer than ~20 test examples on which the two sides differ the bootstrap p-value is too
   small (5 extra errors and nothing else: bootstrap p ~ 2 e^-5 = 0.013, exact McNemar 0.063);
   McNemar's exact test is the one to quote for accuracy there.
-- Several seeds: rows of a (S, n) array are runs with different seeds; when both sides have the
-  same number of rows, row i on each side is taken to be the same seed (same data order and
-  head initialisation), and seeds are resampled in pairs, as `stats.paired` pairs by seed.
+- Seeds: rows of a (S, n) array are runs with different seeds; when both sides have the same
+  number of rows, row i on each side is taken to be the same seed (same data order and head
+  initialisation), as `stats.paired` pairs by seed. How seed noise enters depends on the seeds
+  (`gaps.SEED_T_MAX`): one seed per side, a bootstrap over test examples (`gaps.BY_EXAMPLES`:
+  seed noise is not covered); a side with 2-4 seeds, no resampling of seeds (3 seeds paired by
+  index have only 10 distinct resamples): the per-seed gaps d_s on the whole test set give
+  a = var(d_s) / S, the bootstrap over test examples (the same draws for every seed) gives
+  b = the variance of the mean gap, and the interval is mean ± t_df * sqrt(a + b) with
+  Welch-Satterthwaite df = (a + b)² / (a² / (S - 1)), the p-value from the same t
+  (`gaps.BY_SEED_T`; unpaired sides contribute one seed term each); 5+ seeds on every side
+  with seeds, a two-level bootstrap drawing test examples and seeds, in pairs by row when
+  paired (`gaps.BY_TWO_LEVELS`).
 """
 
 from __future__ import annotations
@@ -29,15 +42,23 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ptft_bench.report.stats.gaps import (
+    BY_EXAMPLES,
+    BY_SEED_T,
+    BY_TWO_LEVELS,
+    SEED_T_MAX,
     TEST_SAMPLE,
     TEST_SAMPLE_AND_SEEDS,
     Gap,
+    Spread,
     VarianceSplit,
     bootstrap_p,
+    family_gaps,
     gap_from_draws,
+    gap_from_spread,
     holm,
     mcnemar_exact,
     resampled_diffs,
+    seed_t_spread,
     tie_group,
     variance_from,
 )
@@ -59,11 +80,16 @@ from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS
 # Gaps, Holm and McNemar live in `gaps`, the across-tasks statistics in `ranks`, the metric
 # kernels in `kernels`; everything stays importable from here.
 __all__ = [
+    "BY_EXAMPLES",
+    "BY_SEED_T",
+    "BY_TWO_LEVELS",
     "METRICS",
+    "SEED_T_MAX",
     "Friedman",
     "Gap",
     "MeanRanks",
     "RankComparison",
+    "Spread",
     "TEST_SAMPLE",
     "TEST_SAMPLE_AND_SEEDS",
     "TaskComparison",
@@ -79,6 +105,7 @@ __all__ = [
     "friedman",
     "gap",
     "gap_from_draws",
+    "gap_from_spread",
     "holm",
     "mcnemar_exact",
     "mean_rank_interval",
@@ -146,11 +173,33 @@ def _observed(metric: str, preds: np.ndarray, labels: np.ndarray) -> np.ndarray:
 # --- gaps between two variants --------------------------------------------------------------
 
 
+def method_for(n_seeds_a: int, n_seeds_b: int) -> str:
+    """How seed noise enters a gap between sides of these seed counts (see the conventions)."""
+    if n_seeds_a == n_seeds_b == 1:
+        return BY_EXAMPLES
+    if any(2 <= s <= SEED_T_MAX for s in (n_seeds_a, n_seeds_b)):
+        return BY_SEED_T
+    return BY_TWO_LEVELS
+
+
+def resampled_spread(res_a, res_b, obs_a, obs_b, seed: int, pair_seeds: bool):
+    """(`Spread` of mean(a) - mean(b), method, paired) from per-seed metrics on shared example
+    resamples ``res_*`` (S, B) and on the whole test set ``obs_*`` (S,)."""
+    method = method_for(len(res_a), len(res_b))
+    if method == BY_SEED_T:
+        paired = pair_seeds and len(res_a) == len(res_b)
+        sample = res_a.mean(axis=0) - res_b.mean(axis=0)
+        per_seed = [obs_a - obs_b] if paired else [obs_a, obs_b]
+        return seed_t_spread(per_seed, sample), method, paired
+    diffs, paired = resampled_diffs(res_a, res_b, seed, pair_seeds)
+    return Spread(draws=diffs), method, paired
+
+
 def _gap_from_resamples(res_a, res_b, obs_a, obs_b, seed: int, pair_seeds: bool) -> Gap:
     """Gap from per-seed metrics on shared example resamples, ``res_*`` (S, B), ``obs_*`` (S,)."""
-    diffs, paired = resampled_diffs(res_a, res_b, seed, pair_seeds)
+    spread, method, paired = resampled_spread(res_a, res_b, obs_a, obs_b, seed, pair_seeds)
     observed = float(obs_a.mean() - obs_b.mean())
-    return gap_from_draws(diffs, observed, len(res_a), len(res_b), paired)
+    return gap_from_spread(spread, observed, len(res_a), len(res_b), paired, method)
 
 
 def gap(
@@ -162,14 +211,14 @@ def gap(
     seed: int = 0,
     pair_seeds: bool = True,
 ) -> Gap:
-    """Bootstrap the gap metric(a) - metric(b); one or two levels depending on the seeds.
+    """The gap metric(a) - metric(b), its interval and p-value; seed noise as the seeds allow.
 
     ``preds_a`` / ``preds_b`` are (n,) or (S, n). Each resample draws test examples with
-    replacement (the same draw for both sides and every seed: they share one test set); with
-    2+ seeds on a side it also draws that side's seeds with replacement, in pairs by row when
-    both sides have the same number of rows and ``pair_seeds``. The statistic is the mean over
-    drawn seeds of metric(a) minus that of metric(b); the observed gap is the mean-over-seeds
-    difference on the full test set.
+    replacement (the same draw for both sides and every seed: they share one test set). One
+    seed per side: the bootstrap of the difference. 2-4 seeds on a side: a t combining the
+    per-seed gaps' variance with the example bootstrap's. 5+: seeds are drawn with replacement
+    too, in pairs by row when both sides have the same number of rows and ``pair_seeds``. The
+    observed gap is the mean-over-seeds difference on the full test set.
     """
     labels = np.asarray(labels)
     a, b = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
@@ -304,38 +353,36 @@ class TaskResamples:
         """Mean over seeds of the metric on the whole test set."""
         return float(self.obs[variant].mean())
 
-    def diffs(self, a: str, b: str) -> np.ndarray:
-        """(B,) resampled differences metric(a) - metric(b) (seed means)."""
-        return resampled_diffs(self.res[a], self.res[b], self.seed, self.pair_seeds)[0]
-
     def gap(self, a: str, b: str) -> Gap:
         """`gap` of a to b on these resamples (no multiplicity correction)."""
         return _gap_from_resamples(
             self.res[a], self.res[b], self.obs[a], self.obs[b], self.seed, self.pair_seeds
         )
 
-    def gaps_to(self, target: str, variants: Sequence[str] | None = None) -> dict[str, Gap]:
-        """Gaps of ``variants`` (default: all) to ``target``, Holm-corrected over the variants
-        other than the target; the target itself gets gap 0, p 1, outside the family."""
+    def gaps_to(
+        self, target: str, variants: Sequence[str] | None = None, alpha: float = 0.05
+    ) -> dict[str, Gap]:
+        """Gaps of ``variants`` (default: all) to ``target`` as one family: Holm-corrected
+        p-values and Bonferroni intervals over the variants other than the target; the target
+        itself gets gap 0, p 1, outside the family."""
         names = [v for v in (variants or self.runs) if v in self.runs]
         gaps = {v: self.gap(v, target) for v in names}
-        others = [v for v in names if v != target]
-        adjusted = holm([gaps[v].p_value for v in others])
-        out = {v: replace(gaps[v], p_adjusted=float(p)) for v, p in zip(others, adjusted)}
+        out = family_gaps({v: g for v, g in gaps.items() if v != target}, alpha)
         if target in gaps:
             out[target] = replace(gaps[target], p_adjusted=gaps[target].p_value)
         return out
 
-    def score_draws(self, variant: str) -> np.ndarray:
-        """(B,) resampled mean-over-seeds scores (seeds drawn as in `diffs`)."""
-        res = self.res[variant]
+    def score_spread(self, variant: str) -> Spread:
+        """The spread of the variant's mean-over-seeds score, seeds treated as in `gap`."""
+        res, obs = self.res[variant], self.obs[variant]
+        if method_for(len(res), len(res)) == BY_SEED_T:
+            return seed_t_spread([obs], res.mean(axis=0))
         draw = np.random.default_rng([self.seed, 1]).integers(0, len(res), (self.n_boot, len(res)))
-        return res[draw, np.arange(self.n_boot)[:, None]].mean(axis=1)
+        return Spread(draws=res[draw, np.arange(self.n_boot)[:, None]].mean(axis=1))
 
     def score_interval(self, variant: str) -> tuple[float, float]:
-        """95% percentile interval of the variant's mean-over-seeds score."""
-        low, high = np.percentile(self.score_draws(variant), [2.5, 97.5])
-        return float(low), float(high)
+        """95% interval of the variant's mean-over-seeds score (from `score_spread`)."""
+        return self.score_spread(variant).interval(self.score(variant))
 
     def variance(self, variant: str) -> VarianceSplit:
         """`variance_split` of one variant, from these resamples."""
@@ -350,9 +397,9 @@ class TaskResamples:
             rows = [_missing_row(v) for v in variants]
             return TaskComparison(self.metric, None, reference, alpha, self.n_boot, rows)
         best = max(runs, key=self.score)
-        to_best = self.gaps_to(best, runs)
+        to_best = self.gaps_to(best, runs, alpha)
         has_ref = reference in runs
-        to_ref = self.gaps_to(reference, runs) if has_ref else {}
+        to_ref = self.gaps_to(reference, runs, alpha) if has_ref else {}
         group = set(tie_group({v: g.p_adjusted for v, g in to_best.items()}, best, alpha))
         rows = [
             self._row(v, to_best, to_ref, group, reference, alpha) if v in runs else _missing_row(v)
