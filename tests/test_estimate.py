@@ -110,4 +110,39 @@ def test_dry_run_prints_the_estimate_and_the_sweep_keeps_it(work, tmp_path, caps
     assert "estimate / actual" in report
     # the finished runs calibrated this machine for the next estimate
     samples = json.loads((tmp_path / "cache" / "speed.json").read_text())
-    assert sum(len(v) for v in samples.values()) == 2
+    assert sum(len(v) for k, v in samples.items() if k != "probes") == 2
+    assert len(samples["probes"]) == 1  # the timed step that stood in before them
+
+
+def test_the_clock_rescales_what_is_left_by_how_the_first_runs_went():
+    """The first finished run calibrates the rest: predicted 10 s, took 25 s, so the 90 s of
+    predicted work left over two workers is 90 x 2.5 / 2."""
+    clock = E.SweepClock(predicted_total=100.0, jobs=2)
+    assert clock.describe() == "" and clock.remaining_seconds() == 50.0
+    clock.finished(10.0, 25.0)
+    assert clock.ratio == 2.5
+    assert clock.remaining_seconds() == pytest.approx(90 * 2.5 / 2)
+    clock.finished(30.0, 30.0)  # the ratio is over every run so far: 55 / 40
+    assert clock.remaining_seconds() == pytest.approx(60 * 55 / 40 / 2)
+    assert "after 2" in clock.describe()
+
+
+def test_a_timed_step_stands_in_before_any_run_and_is_measured_once(tmp_path, monkeypatch):
+    from ptft_bench.sweep import probe
+
+    monkeypatch.setenv("PTFT_CACHE", str(tmp_path))
+    calls = []
+
+    def fake(model, threads):
+        calls.append((model, threads))
+        return np.array([1e-10, 2e-11, 9.0]), "fake"
+
+    monkeypatch.setattr(probe, "measure", fake)
+    key = "cpu|fresh machine|1 threads"
+    coef, basis = E.rates(key, "some-model")
+    np.testing.assert_allclose(coef, [1e-10, 2e-11, 9.0])
+    assert "timed training step of some-model" in basis
+    E.rates(key, "some-model")
+    assert calls == [("some-model", 1)]  # cached per machine key and model
+    est = E.estimate([E.Work(1e11, 1e11, "some-model")], key, jobs=1)
+    assert est.seconds == pytest.approx(10 + 2 + 9)

@@ -18,6 +18,7 @@ import copy
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,7 @@ def rates(key: str, model: str = "") -> tuple[np.ndarray, str]:
     model's earlier runs on this machine, else any model's, else the probe."""
     from scipy.optimize import nnls
 
-    every = _load().get(key, [])
+    every = [s for s in _load().get(key, []) if isinstance(s, list)]
     same = [s for s in every if len(s) > 3 and s[3] == model]
     for samples, whose in ((same, f"{model}'s"), (every, "all models'")):
         if len(samples) < 3:
@@ -243,6 +244,9 @@ def rates(key: str, model: str = "") -> tuple[np.ndarray, str]:
         coef, _ = nnls(np.column_stack([x[:, :2], np.ones(len(x))]), x[:, 2])
         if coef[0] > 0:
             return coef, f"calibrated on {len(x)} earlier runs ({whose}) on this machine"
+    probed = _probed(key, model)
+    if probed is not None:
+        return probed
     from ptft_bench.cost.meters import cpu_peak_flops
 
     peak = cpu_peak_flops() if key.startswith("cpu") else 100e12
@@ -254,6 +258,31 @@ def rates(key: str, model: str = "") -> tuple[np.ndarray, str]:
         ]
     )
     return coef, "uncalibrated: a matmul probe, no run measured on this machine yet"
+
+
+def _probed(key: str, model: str) -> tuple[np.ndarray, str] | None:
+    """This machine's speed on `model` from a timed training step (`ptft_bench.sweep.probe`),
+    measured once per machine key and model; None when the model cannot be probed here."""
+    if not model:
+        return None
+    data = _load()
+    known = data.get("probes", {}).get(f"{key}|{model}")
+    if known is None:
+        from ptft_bench.sweep import probe
+
+        found = re.search(r"(\d+) threads", key)
+        threads = int(found.group(1)) if found else 1
+        try:
+            coef, _ = probe.measure(model, threads)
+        except Exception:  # noqa: BLE001 - any model that cannot load here: the matmul probe
+            return None
+        known = [float(c) for c in coef]
+        data.setdefault("probes", {})[f"{key}|{model}"] = known
+        try:
+            atomic.write_json(_calibration_path(), data)
+        except OSError:
+            pass
+    return np.asarray(known), f"uncalibrated: a timed training step of {model}, no run here yet"
 
 
 def estimate(works: list[Work], key: str, jobs: int) -> Estimate:
@@ -274,3 +303,34 @@ def seconds_between(start: str, end: str) -> float:
         return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     except (TypeError, ValueError):
         return math.nan
+
+
+@dataclass
+class SweepClock:
+    """The estimate kept up to date while a sweep runs: each finished run rescales what is left
+    by how this sweep's runs compared with their prediction (actual / predicted so far), so the
+    first run calibrates the rest even on a machine never seen before."""
+
+    predicted_total: float  # the runs' predicted seconds, summed (not divided over workers)
+    jobs: int
+    predicted_done: float = 0.0
+    actual_done: float = 0.0
+    runs_done: int = 0
+
+    def finished(self, predicted: float, seconds: float) -> None:
+        self.predicted_done += predicted
+        self.actual_done += seconds
+        self.runs_done += 1
+
+    @property
+    def ratio(self) -> float:
+        return self.actual_done / self.predicted_done if self.predicted_done > 0 else 1.0
+
+    def remaining_seconds(self) -> float:
+        left = max(self.predicted_total - self.predicted_done, 0.0)
+        return left * self.ratio / max(self.jobs, 1)
+
+    def describe(self) -> str:
+        if not self.runs_done:
+            return ""
+        return f"left ~{_hms(self.remaining_seconds())} (x{self.ratio:.2f} after {self.runs_done})"

@@ -23,6 +23,7 @@ from ptft_bench.records.store import RunStore
 from ptft_bench.report import write_report
 from ptft_bench.run.execute import SweepContext, release_memory, run_one
 from ptft_bench.sweep.estimate import (
+    SweepClock,
     Work,
     estimate,
     machine_key,
@@ -71,6 +72,10 @@ def run_suite(
     key, works = calibration_key(jobs, ctx), plan_work(plan, ctx)
     guess = estimate(list(works.values()), key, jobs.jobs if jobs else 1)
     queue = WorkQueue(plan, store, retry_failed)
+    queue.keep_time(
+        SweepClock(sum(guess.run_seconds), jobs.jobs if jobs else 1),
+        dict(zip(works, guess.run_seconds)),
+    )
     to_do = queue.remaining()
     if main:  # only the writer cleans its own leftovers
         store.clean_temporaries()
@@ -162,10 +167,11 @@ def _run_here(queue: WorkQueue, ctx: SweepContext, store, progress: bool, works,
         if spec is None:  # a study waits for trials another process runs
             time.sleep(2.0)
             continue
-        bar.set_postfix_str(f"{spec.task} {spec.variant_label} lr={spec.lr:g} seed={spec.seed}")
+        label = f"{spec.task} {spec.variant_label} lr={spec.lr:g} seed={spec.seed}"
+        bar.set_postfix_str(" | ".join(filter(None, [label, queue.status()])))
         t0 = time.perf_counter()
         record = run_one(spec, ctx, store)
-        queue.finished(spec)
+        queue.finished(spec, time.perf_counter() - t0)
         counts[record.status] += 1
         work = run_work_of(spec, record, works, ctx)
         if record.status == "ok" and store is not None and work is not None:

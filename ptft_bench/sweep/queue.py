@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ptft_bench.records.store import RunStore
 from ptft_bench.run.spec import RunSpec
+from ptft_bench.sweep.estimate import SweepClock
 from ptft_bench.sweep.plan import Plan, StudyPlan
 from ptft_bench.tuning.study import Study, outcome_of
 from ptft_bench.tuning.trial import storage_url
@@ -29,6 +30,22 @@ class WorkQueue:
         self._studies: dict[str, Study] = {}
         tuning = plan.suite.tuning
         self.storage = storage_url(tuning.storage, plan.out) if tuning else ""
+        self.clock: SweepClock | None = None
+        self.predictions: dict[str, float] = {}
+
+    def keep_time(self, clock: SweepClock, predictions: dict[str, float]) -> None:
+        """Re-estimate what is left after each run (`predictions`: seconds by run id, and by
+        study name for a study's trials and seeds together)."""
+        self.clock, self.predictions = clock, predictions
+
+    def predicted(self, spec: RunSpec) -> float:
+        if spec.run_id in self.predictions:
+            return self.predictions[spec.run_id]
+        name = spec.trial.study if spec.trial else spec.study
+        st = next((s for s in self.plan.studies if s.name == name), None)
+        if st is None or name not in self.predictions:
+            return 0.0
+        return self.predictions[name] / (st.tuning.trials + len(st.seeds))
 
     def study(self, sp: StudyPlan) -> Study:
         if sp.name not in self._studies:
@@ -79,14 +96,20 @@ class WorkQueue:
         return None
 
     # -- results ------------------------------------------------------------------------------
-    def finished(self, spec: RunSpec) -> None:
-        """A run of this process ended (its record, if any, is in the store)."""
+    def finished(self, spec: RunSpec, seconds: float | None = None) -> None:
+        """A run of this process ended after `seconds` (its record, if any, is in the store)."""
         self.in_flight.pop(spec.run_id, None)
+        if self.clock is not None and seconds is not None:
+            self.clock.finished(self.predicted(spec), seconds)
         if spec.trial is not None:
             record = self.store.read(spec.run_id)
             if record is not None:
                 study = self.study(next(s for s in self.plan.studies if s.name == spec.trial.study))
                 study.tell(spec.trial.number, outcome_of(record))
+
+    def status(self) -> str:
+        """The progress bar's word on time left (empty before the first run ends)."""
+        return self.clock.describe() if self.clock is not None else ""
 
     def exhausted(self) -> bool:
         """Nothing left to run, here or anywhere: every fixed run tried, every study done with

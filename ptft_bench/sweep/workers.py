@@ -147,7 +147,9 @@ def run_in_workers(
             )
             proc.start()
             running[slot] = (proc, spec, now(), time.perf_counter())
-        labels = ", ".join(_label(e[1]) for e in running.values())
+        labels = " | ".join(
+            filter(None, [", ".join(_label(e[1]) for e in running.values()), queue.status()])
+        )
         if labels != shown:  # refresh only when the running set changes
             bar.set_postfix_str(labels, refresh=sys.stderr.isatty())
             shown = labels
@@ -156,7 +158,7 @@ def run_in_workers(
                 continue
             proc.join()
             status = _outcome(proc.exitcode, spec, started, store)
-            queue.finished(spec)
+            queue.finished(spec, time.perf_counter() - t0)
             counts[status] += 1
             work = run_work_of(spec, store.read(spec.run_id), works or {}, ctx)
             if status == "ok" and work is not None:
