@@ -68,9 +68,9 @@ STRATEGIES = [
 ]
 
 
-def _run(root: Path, suite: Path, out: str, *extra: str, wait: bool = True):
+def _run(root: Path, suite: Path, out: str, *extra: str, wait: bool = True, jobs: str = "0"):
     cmd = [sys.executable, "-m", "ptft_bench", "run", "--suite", str(suite), "--out", out]
-    cmd += ["--jobs", "0", "--quiet", "--no-report", *extra]
+    cmd += ["--jobs", jobs, "--quiet", "--no-report", *extra]
     env = {**cli_env(), "PTFT_CACHE": str(root / "cache")}
     if not wait:
         return subprocess.Popen(
@@ -181,6 +181,16 @@ def test_two_processes_on_one_study_run_every_trial_once(tmp_path):
     # the storage agrees: exactly TRIALS counted trials, all finished
     study = _study_of(tmp_path / "runs" / "shared", trials[0]["tuning"]["study"])
     assert len(study.counted()) == TRIALS and study.done()
+
+
+def test_a_tuned_sweep_runs_in_worker_processes(tmp_path):
+    """The default (--jobs N): trials in fresh processes, told to the study by the parent."""
+    suite = _suite(tmp_path, _task(tmp_path), [STRATEGIES[0]], trials=2)
+    _run(tmp_path, suite, "runs/w", jobs="2")
+    records = _records(tmp_path / "runs" / "w")
+    assert len(_trials(records)["full"]) == 2
+    assert [r["seed"] for r in records if (r.get("tuning") or {}).get("role") == "seed"] == [1]
+    assert all(r["env"]["worker"] == "fresh process" for r in records)
 
 
 def _study_of(run_dir: Path, name: str) -> Study:

@@ -126,7 +126,7 @@ def run_in_workers(
     this machine's speed for later estimates (`ptft_bench.sweep.estimate.record_sample`).
     """
     store = RunStore(plan.out)
-    ctx = mp.get_context("spawn")
+    spawn = mp.get_context("spawn")
     running: dict[int, tuple] = {}  # slot -> (process, spec, started, perf_counter at start)
     counts = {"ok": 0, "failed": 0, "skipped": 0}
     shown = ""
@@ -142,7 +142,7 @@ def run_in_workers(
             if spec is None:
                 break
             gpu = jobs.gpus[slot] if jobs.gpus else None
-            proc = ctx.Process(
+            proc = spawn.Process(
                 target=_child, args=(spec, plan.out, jobs.threads, gpu), daemon=False
             )
             proc.start()

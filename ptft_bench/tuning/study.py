@@ -168,19 +168,26 @@ class Study:
 
     # -- telling ------------------------------------------------------------------------------
     def tell(self, number: int, outcome: TrialOutcome) -> None:
+        """Tell Optuna a trial's outcome; a trial already told (here, or by another process
+        that found the record first) is left as it is."""
         states = self._optuna.trial.TrialState
-        trial_id = self._trials()[number]._trial_id
-        storage = self.study._storage
-        if outcome.collapsed:
-            storage.set_trial_user_attr(trial_id, COLLAPSED, True)
-        if outcome.reason:
-            storage.set_trial_user_attr(trial_id, REASON, outcome.reason[:300])
-        if outcome.state == "complete":
-            self.study.tell(number, outcome.value, skip_if_finished=True)
-        elif outcome.state == "pruned":
-            self.study.tell(number, state=states.PRUNED, skip_if_finished=True)
-        else:
-            self.study.tell(number, state=states.FAIL, skip_if_finished=True)
+        trial = self._trials()[number]
+        if trial.state.is_finished():
+            return
+        try:
+            storage = self.study._storage
+            if outcome.collapsed:
+                storage.set_trial_user_attr(trial._trial_id, COLLAPSED, True)
+            if outcome.reason:
+                storage.set_trial_user_attr(trial._trial_id, REASON, outcome.reason[:300])
+            if outcome.state == "complete":
+                self.study.tell(number, outcome.value, skip_if_finished=True)
+            elif outcome.state == "pruned":
+                self.study.tell(number, state=states.PRUNED, skip_if_finished=True)
+            else:
+                self.study.tell(number, state=states.FAIL, skip_if_finished=True)
+        except self._optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another process told it between our look and our write
 
     def sync(self, record_of: Callable[[str], Any], claimed: Callable[[str], bool]) -> None:
         """Tell every running trial whose record exists; requeue the stale ones."""
