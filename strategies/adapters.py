@@ -34,7 +34,12 @@ from torch import nn
 
 from ptft_bench.models.parts import is_norm
 from ptft_bench.models.projections import projections_by_block
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import (
+    ADDS_LAYERS,
+    Strategy,
+    StrategyContext,
+    register_strategy,
+)
 
 VARIANTS = ("houlsby", "pfeiffer", "parallel")
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "swish": nn.SiLU, "tanh": nn.Tanh}
@@ -161,6 +166,8 @@ class AdapterStrategy(Strategy):
     config_class = AdapterStrategyConfig
     # Houlsby et al. 2019 searched 3e-5..3e-3; AdapterHub recommends 1e-4..1e-3 (1e-4 default).
     trains_on_quantized_base = True
+    serving = ADDS_LAYERS  # bottlenecks in every block run at every forward; they never merge
+    multi_adapter = True  # the base stays frozen: swap adapters over one base
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)  # Houlsby et al. 2019 searched 1e-4..1e-3
 

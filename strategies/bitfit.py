@@ -12,7 +12,7 @@ from torch import nn
 
 from ptft_bench.models.parts import find_parts
 from ptft_bench.strategy.layers import head_prefixes, in_any, set_trainable
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 
 
 @register_strategy("bitfit")
@@ -22,6 +22,8 @@ class BitFit(Strategy):
     # The paper sweeps 1e-4..1e-3 (biases need larger steps than full fine-tuning).
     default_lrs = (1e-4, 1e-3)
     search_lr = (1e-4, 1e-2)  # BitFit (Ben Zaken et al. 2022) used 1e-4..1e-3 on BERT-large
+    serving = SAME_MODEL  # the base's own biases change (no overhead, but one copy each)
+    decoders = "only with biases"  # GPT-2, GPT-NeoX, OPT, Qwen2; not Llama, Mistral, Qwen3
 
     @classmethod
     def supports(cls, model: nn.Module) -> str | None:

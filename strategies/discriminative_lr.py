@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from ptft_bench.strategy.layers import check_range, layerwise_groups
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 
 
 @dataclass
@@ -40,6 +40,7 @@ class DiscriminativeLR(Strategy):
     config_class = DiscriminativeLRConfig
     default_lrs = (2e-5, 5e-5)
     search_lr = (1e-5, 1e-4)  # the top layer's rate: as full fine-tuning
+    serving = SAME_MODEL  # every weight trains: a whole new model
 
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         self.bind(model, context)

@@ -2,7 +2,7 @@
 
 from torch import nn
 
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 
 
 @register_strategy("full")
@@ -11,6 +11,7 @@ class FullFineTuning(Strategy):
     family = "full"
     default_lrs = (2e-5, 5e-5)
     search_lr = (1e-5, 1e-4)  # BERT (Devlin et al. 2019) searched 2e-5..5e-5
+    serving = SAME_MODEL  # a whole new model: nothing to merge, no overhead, one base each
 
     def apply(self, model: nn.Module, context: StrategyContext | None = None) -> nn.Module:
         self.bind(model, context)

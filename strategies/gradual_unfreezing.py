@@ -27,7 +27,7 @@ from ptft_bench.strategy.layers import (
     set_trainable,
     top_layers_predicate,
 )
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 
 
 @dataclass
@@ -67,6 +67,7 @@ class GradualUnfreezing(Strategy):
     config_class = GradualUnfreezingConfig
     default_lrs = (5e-5, 1e-4)
     search_lr = (2e-5, 3e-4)  # ULMFiT-style schedules train fewer layers at a time
+    serving = SAME_MODEL  # by its last stage every block trains: a whole new model
 
     # -- stages --------------------------------------------------------------------------------
     def num_stages(self, model: nn.Module) -> int:

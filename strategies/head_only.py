@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from ptft_bench.strategy.layers import head_prefixes, in_any, set_trainable
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 
 
 @dataclass
@@ -30,6 +30,8 @@ class HeadOnly(Strategy):
     # A freshly initialised head on frozen features tolerates (and needs) large rates.
     needs_task_head = True
     trains_on_quantized_base = True
+    serving = SAME_MODEL  # the base model with its own task head
+    multi_adapter = True  # the backbone stays frozen: one base, a head per task
     default_lrs = (1e-3, 5e-3)
     search_lr = (1e-3, 1e-1)  # a linear head on frozen (mean-pooled, small-norm) features
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ptft_bench.models.features import head_linear
 from ptft_bench.models.parts import find_parts
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 from ptft_bench.tasks.metrics import compute_metrics
 
 
@@ -50,6 +50,8 @@ class LinearProbe(Strategy):
     config_class = LinearProbeConfig
     needs_task_head = True
     trains_on_quantized_base = True
+    serving = SAME_MODEL  # the base model with its own task head
+    multi_adapter = True  # the backbone stays frozen: one base, a head per task
     default_lrs = (0.0,)
     trains_by_gradient = False
 

@@ -51,6 +51,7 @@ class LoraStrategy(PeftStrategy):
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)  # LoRA (Hu et al. 2021): 4e-4..5e-4 on RoBERTa
     method = "lora"
+    mergeable = True  # W + BA (DoRA: rescaled) folds into W: peft's merge_and_unload
 
     @classmethod
     def normalise_params(cls, params: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,15 @@ from ptft_bench.models.parts import ModelParts, find_parts, is_conv1d
 from ptft_bench.models.projections import find_projections, resolve_targets
 from ptft_bench.strategy.callbacks import TrainCallback, TrainState
 from ptft_bench.strategy.registry import (
+    ADDS_LAYERS,
+    ADDS_TOKENS,
     ParamInfo,
     Strategy,
     StrategyContext,
     coerce_value,
+    list_strategies,
     register_strategy,
+    strategy_class,
 )
 
 # Fields of peft's configs that this module sets itself (or that make no sense in a benchmark).
@@ -139,6 +143,8 @@ class PeftStrategy(Strategy):
     family = "peft"
     config_class = PeftStrategyConfig
     trains_on_quantized_base = True  # QLoRA: the adapter in full precision on a frozen base
+    multi_adapter = True  # the base stays frozen: peft serves several adapters over one base
+    serving = ADDS_LAYERS  # unless merged (`mergeable`, set per method) or a prompt method
     default_lrs = (5e-4, 1e-3)
     method: ClassVar[str | None] = None  # fixed by shortcuts; None = taken from the parameters
     defaults: ClassVar[dict[str, Any]] = {}  # our defaults for peft fields (literature values)
@@ -342,6 +348,22 @@ class AdaLoraAllocator(TrainCallback):
 class GenericPeft(PeftStrategy):
     description = "Any peft method by name (method=...), with its own config fields, + head."
 
+    @classmethod
+    def capabilities(cls, params: dict[str, Any] | None = None) -> dict[str, bool | str]:
+        """Those of the shortcut that runs the same method (lora for the default method); for
+        a method without one, a prompt method adds tokens and any other adds layers (whether
+        peft merges it is not declared here, so it is not claimed)."""
+        method = str((params or {}).get("method") or PeftStrategyConfig.method)
+        for info in list_strategies():
+            shortcut = strategy_class(info.name)
+            if shortcut is not cls and getattr(shortcut, "method", None) == method:
+                return shortcut.capabilities()
+        from peft import PromptLearningConfig
+
+        out = super().capabilities()
+        prompt = issubclass(peft_config_class(method), PromptLearningConfig)
+        return out | {"serving": ADDS_TOKENS if prompt else ADDS_LAYERS}
+
 
 # The peft methods under their own names, with our defaults (a variant is a config delta).
 # Families are the report's colour groups: weight-update reparametrisations ("lora"), soft
@@ -358,6 +380,7 @@ class Ia3Strategy(PeftStrategy):
     description = __doc__
     family = "scaling"
     method = "ia3"
+    mergeable = True  # the scaling vectors fold into the weights they scale
     default_lrs = (3e-3, 1e-2)
     search_lr = (1e-3, 3e-2)
     default_targets = ("key", "value", "ffn_out")
@@ -371,6 +394,7 @@ class PromptTuningStrategy(PeftStrategy):
     description = __doc__
     family = "prompt"
     method = "prompt_tuning"
+    serving = ADDS_TOKENS  # 20 virtual tokens before every input
     default_lrs = (3e-2, 3e-1)
     search_lr = (3e-3, 3e-1)
     defaults: ClassVar[dict[str, Any]] = {"num_virtual_tokens": 20}
@@ -383,6 +407,7 @@ class PTuningStrategy(PeftStrategy):
     description = __doc__
     family = "prompt"
     method = "p_tuning"
+    serving = ADDS_TOKENS  # 20 virtual tokens (from the prompt encoder) before every input
     default_lrs = (1e-3, 1e-2)
     search_lr = (3e-4, 3e-2)
     defaults: ClassVar[dict[str, Any]] = {"num_virtual_tokens": 20, "encoder_hidden_size": 128}
@@ -395,6 +420,7 @@ class PrefixTuningStrategy(PeftStrategy):
     description = __doc__
     family = "prompt"
     method = "prefix_tuning"
+    serving = ADDS_TOKENS  # 20 key/value prefixes in every layer
     default_lrs = (5e-3, 1e-2)
     search_lr = (1e-3, 3e-2)
     defaults: ClassVar[dict[str, Any]] = {"num_virtual_tokens": 20}
@@ -407,6 +433,7 @@ class AdaloraStrategy(PeftStrategy):
     description = __doc__
     family = "lora"
     method = "adalora"
+    mergeable = True  # P diag(E) Q folds into W like LoRA's BA
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)
     defaults: ClassVar[dict[str, Any]] = {"init_r": 12, "target_r": 8, "lora_alpha": 16}
@@ -419,6 +446,8 @@ class LohaStrategy(PeftStrategy):
     description = __doc__
     family = "lora"
     method = "loha"
+    mergeable = True
+    decoders = "not GPT-2"  # peft's LoHa cannot wrap Conv1D (`supports`)
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)
     defaults: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 8}
@@ -431,6 +460,8 @@ class LokrStrategy(PeftStrategy):
     description = __doc__
     family = "lora"
     method = "lokr"
+    mergeable = True
+    decoders = "not GPT-2"  # peft's LoKr cannot wrap Conv1D (`supports`)
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)
     defaults: ClassVar[dict[str, Any]] = {"r": 8, "alpha": 8}
@@ -443,6 +474,7 @@ class VeraStrategy(PeftStrategy):
     description = __doc__
     family = "lora"
     method = "vera"
+    mergeable = True  # the scaled frozen projections fold into W
     default_lrs = (4e-3, 1e-2)
     search_lr = (1e-3, 3e-2)
     defaults: ClassVar[dict[str, Any]] = {"r": 256}
@@ -455,6 +487,8 @@ class OftStrategy(PeftStrategy):
     description = __doc__
     family = "lora"
     method = "oft"
+    mergeable = True  # the rotation folds into W
+    decoders = "not GPT-2"  # peft's OFT cannot wrap Conv1D (`supports`)
     default_lrs = (5e-4, 1e-3)
     search_lr = (1e-4, 3e-3)
     defaults: ClassVar[dict[str, Any]] = {}

@@ -12,7 +12,7 @@ from torch import nn
 
 from ptft_bench.models.parts import ModelParts
 from ptft_bench.strategy.layers import check_k, set_trainable, top_layers_predicate
-from ptft_bench.strategy.registry import Strategy, StrategyContext, register_strategy
+from ptft_bench.strategy.registry import SAME_MODEL, Strategy, StrategyContext, register_strategy
 
 DEFAULT_K = 1
 
@@ -60,6 +60,7 @@ class TopK(Strategy):
     # Between full fine-tuning (2e-5..5e-5) and head-only: fewer, higher layers move further.
     default_lrs = (5e-5, 1e-4)
     search_lr = (3e-5, 1e-3)  # few trainable blocks tolerate larger rates
+    serving = SAME_MODEL  # the top blocks' own weights change: one base copy per fine-tune
 
     def num_trained_blocks(self, parts: ModelParts) -> int:
         """k on this model (resolves freeze_bottom); raises ValueError naming k and the depth."""

@@ -187,7 +187,10 @@ def tables(md: str) -> list[tuple[list[str], list[list[str]]]]:
 
 
 def tie_intervals(md: str) -> list[tuple[str, float, float]]:
-    """(what, low, high) of every interval printed beside a tie mark."""
+    """(what, low, high) of every interval printed beside a tie mark: a mark column beside its
+    gap column (full leaderboards), a gap cell ending in " ≈" (compact leaderboards, the
+    answer: labelled by its column when that is a gap, else "per task"), and each variant of
+    the answer's per-budget "tied with it" cells ("tied")."""
     found = []
     for header, rows in tables(md):
         pairs = [
@@ -195,6 +198,7 @@ def tie_intervals(md: str) -> list[tuple[str, float, float]]:
             for mark, gap in (("≈ best", "Δ vs best"), ("≈ full", "Δ vs full"))
             if mark in header
         ]
+        tied = [i for i, h in enumerate(header) if h.startswith("tied with it: Δ")]
         if "vs probe" in header:
             pairs.append(
                 (
@@ -206,9 +210,12 @@ def tie_intervals(md: str) -> list[tuple[str, float, float]]:
             if len(row) != len(header):
                 continue
             hits = [(row[gi], header[gi]) for mi, gi in pairs if row[mi] == "≈"]
-            if "use" in header and row[header.index("use")].startswith("≈ "):
-                hits.append((row[header.index("Δ vs pick [95% simult. CI]")], "tied"))
-            hits += [(c, "per task") for c in row if c.endswith(" ≈")]
+            hits += [(c, "tied") for i in tied for c in row[i].split("; ") if c != "—"]
+            hits += [
+                (c, h if h.startswith("Δ vs") else "per task")
+                for c, h in zip(row, header)
+                if c.endswith(" ≈")
+            ]
             for cell, what in hits:
                 m = GAP.search(cell)
                 assert m, (what, cell)
@@ -296,7 +303,11 @@ def test_every_cross_task_table_compares_over_one_stated_task_set(tmp_path):
     assert "`full` on gamma 1/1" in md and "`full` (collapsed on gamma)" in md
     best = next(r for r in recommendations(lb, data.evidence) if r.kind == "")
     lora = lb[lb["variant"] == "lora(r=8)"]["test_mean"].mean()
-    assert best.variant == "lora(r=8)" and f"| no limit | **lora(r=8)** | {lora:.1f} | — |" in md
+    assert best.variant == "lora(r=8)"
+    row = next(line for line in md.splitlines() if line.startswith("| **`lora(r=8)`** |"))
+    assert "| no limit;" in row and f"| {lora:.1f} | pick |" in row
+    answer = md[: md.index("## 2.")]
+    assert "| `full` |" not in answer and "| **`full`** |" not in answer  # not a candidate
     # Across tasks: the two tasks on which full fine-tuning has a result, for every column.
     across = md[md.index("## 4. Across tasks") : md.index("## 5.")]
     assert (

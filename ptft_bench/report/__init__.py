@@ -4,13 +4,15 @@
     write_report([Path("runs/quick")], Path("reports/quick"))
     print(summary_table([Path("runs/quick")]))
 
-Modules, in the order data flows: `load` (records and plan.json -> pandas), `aggregate` (lr
-selection, leaderboards, ranks), `evidence` (the selected runs' per-example predictions ->
-bootstrap statistics per task, cached: `significance` on top of `kernels` and `gaps`, `ranks`
-across tasks), `recommend` (budgets, the recommendation rule, Pareto sets), `sections_*` (content:
-the answer first, then setup, per-task leaderboards, across tasks, figures, runs that did not
-learn, failures, cost), `figures*` / `plotting`, `markdown` / `html` (renderings), `summary`
-(summary.csv), `write`.
+Modules, in the order data flows: `load` (records and plan.json -> pandas, with serving cost,
+forgetting and generated texts), `aggregate` (selection of each variant's configuration as its
+study selects it, leaderboards, ranks; `columns` declares the leaderboard's schema), `evidence`
+(the selected runs' per-example scores -> bootstrap statistics per task, cached: `stats/`,
+pure numpy / scipy), `recommend` (budgets, the recommendation rule, the answer's non-dominated
+choices, Pareto sets), `sections/` (one file per section, numbered when the document is built:
+the answer first, then setup, tuning, per-task leaderboards, example generations, across tasks,
+figures, runs that did not learn, failures, cost), `render/` (the document model, markdown,
+HTML, figures), `summary` (summary.csv), `write`.
 """
 
 from ptft_bench.report.load import RunSet, load_runs

@@ -32,8 +32,10 @@ from ptft_bench.tuning.study import outcome_of
 
 REFERENCE_STRATEGY = "full"
 # The cost fields averaged over the seeds of the selected learning rate, each a leaderboard
-# column of that name: the record's cost fields, the share of trainable parameters and the
-# serving cost (`load.serving_cost`). Not the cost section's table (`sections.cost`).
+# column of that name: the record's cost fields, the share of trainable parameters, the
+# serving cost (`load.serving_cost`: per example for classifiers, time to first token and
+# tokens/s for generation) and forgetting (`load.forgetting_of`). Not the cost section's table
+# (`sections.cost`).
 AVERAGED_COST_FIELDS = (
     *cost_fields(),
     "trainable_pct",
@@ -44,6 +46,15 @@ AVERAGED_COST_FIELDS = (
     "inference_overhead",  # serving latency over the base model's (see load.add_inference_overhead)
     "base_latency_lo",  # the noise band of that ratio (the same for every variant of a task)
     "base_latency_hi",
+    "time_to_first_token_ms",  # generation runs: one prompt at a time
+    "tokens_per_second_batch1",
+    "tokens_per_second_batched",
+    "first_token_overhead",  # time to first token over the base model's (the same way)
+    "base_first_token_lo",
+    "base_first_token_hi",
+    "forgetting_base_loss",  # general-text loss before training (nats / token)
+    "forgetting_loss",  # ... and after
+    "forgetting_delta",  # after - before: positive = forgot
 )
 GROUP = ["task", "model", "variant"]
 
@@ -319,6 +330,7 @@ def _base_row(task, model, variant, runs, counted, missing) -> dict[str, Any]:
         "did_not_learn": False,
         "baseline": {},
         "tuning": {},
+        "forgetting_omitted": None,
     }
 
 
@@ -376,6 +388,9 @@ def _selected_fields(
     for col in AVERAGED_COST_FIELDS:
         vals = sel[col].astype(float)
         out[col] = float(vals.mean()) if vals.notna().any() else math.nan
+    if not math.isfinite(out["forgetting_delta"]):
+        reasons = [str(x) for x in sel["forgetting_omitted"] if isinstance(x, str) and x]
+        out["forgetting_omitted"] = reasons[0] if reasons else "not recorded"
     return out
 
 

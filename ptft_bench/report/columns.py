@@ -101,6 +101,28 @@ LEADERBOARD_COLUMNS: tuple[Column, ...] = (
     Column("inference_overhead", "ratio", "serving latency over the base model's, same task"),
     Column("base_latency_lo", "ratio", "lowest overhead of the base-architecture runs (noise)"),
     Column("base_latency_hi", "ratio", "highest overhead of the base-architecture runs (noise)"),
+    # -- generation runs: serving cost of the served model (merged where the weights merge)
+    Column("time_to_first_token_ms", "ms", "generation: time to the first new token, batch 1"),
+    Column("tokens_per_second_batch1", "1/s", "generation: new tokens per second, one prompt"),
+    Column("tokens_per_second_batched", "1/s", "generation: new tokens per second, batched"),
+    Column(
+        "first_token_overhead",
+        "ratio",
+        "time to first token over the base model's (median of the base-architecture runs), "
+        "same task",
+    ),  # fmt: skip
+    Column("base_first_token_lo", "ratio", "lowest first-token overhead of the base runs (noise)"),
+    Column("base_first_token_hi", "ratio", "highest first-token overhead of the base runs (noise)"),
+    # -- forgetting: causal-LM loss on held-out general text (decoders; `run.forgetting`)
+    Column("forgetting_base_loss", "nats/token", "general-text loss of the base model"),
+    Column("forgetting_loss", "nats/token", "general-text loss after training"),
+    Column("forgetting_delta", "nats/token", "forgetting_loss - forgetting_base_loss (+: forgot)"),
+    Column(
+        "forgetting_omitted",
+        "",
+        "why forgetting was not measured (the record's reason, e.g. an encoder; "
+        '"not recorded" for older records); None where it was',
+    ),  # fmt: skip
 )
 LEADERBOARD = {c.name: c for c in LEADERBOARD_COLUMNS}
 OPTIONAL = frozenset({"history", "seed_list"})

@@ -14,6 +14,10 @@ Across tasks, every table compares over one common task set (`rule_tasks`, `comp
 the mean over those tasks of per-task gaps (independent test sets) has the spread of a mean
 (`gaps.mean_gap`), and a variant without a usable result on one of them has no mean at all.
 
+Generation tasks are compared the same way on their primary metric (BLEU): a run's per-example
+"predictions" are its per-input sufficient statistics of that metric (`load.run_predictions`),
+and each resample's value is the corpus metric recomputed on it (`stats.kernels`).
+
 A variant without usable predictions (records written before schema 2, a deleted file, test
 labels that differ from the other runs') has no evidence; the reason is kept and the report
 falls back to means and paired t-tests over seeds (`TaskEvidence.seed_tests`, computed for
@@ -25,13 +29,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ptft_bench.records.store import load_predictions
 from ptft_bench.report.aggregate import REFERENCE_STRATEGY, reference_variant
+from ptft_bench.report.load import NO_PREDICTIONS, run_predictions
 from ptft_bench.report.stats.descriptive import PairedResult, paired_by_seed
 from ptft_bench.report.stats.gaps import Gap, family_gaps, mean_gap
 from ptft_bench.report.stats.ranks import RankComparison, compare_across_tasks
@@ -45,7 +48,6 @@ from ptft_bench.report.stats.significance import (
 N_BOOT = 2000
 ALPHA = 0.05
 LINEAR_PROBE = "linear_probe"
-NO_PREDICTIONS = "no per-example predictions: rerun to compare"
 LABELS_DIFFER = "test labels differ from the other runs' (other data settings?): not compared"
 
 
@@ -96,21 +98,25 @@ class TaskEvidence:
         return {g.method for g in gaps if g.method}
 
 
-def _predictions(row: pd.Series, split: str = "test") -> tuple[np.ndarray, np.ndarray] | str:
+def _predictions(
+    row: pd.Series, split: str = "test", metric: str | None = None
+) -> tuple[np.ndarray, np.ndarray] | str:
     """(preds (S, n), labels (n,)) of a leaderboard row's selected runs on ``split``, or why
-    there are none."""
+    there are none; for a generation ``metric``, preds are the runs' (S, n, k) statistics of it
+    (`load.run_predictions`)."""
     preds, labels = [], None
     for _seed, record, source in row["selected_runs"]:
-        loaded = load_predictions(Path(source), record)
-        got = (loaded or {}).get(split)
-        if got is None:
-            return NO_PREDICTIONS
-        if labels is not None and not np.array_equal(labels, got["label"]):
+        got = run_predictions(record, source, split, metric)
+        if isinstance(got, str):
+            return got
+        if labels is not None and not np.array_equal(labels, got[1]):
             return LABELS_DIFFER
-        labels = np.asarray(got["label"])
-        preds.append(np.asarray(got["pred"]))
+        preds.append(got[0])
+        labels = got[1]
     if labels is None:
         return NO_PREDICTIONS
+    if len({p.shape for p in preds}) > 1:
+        return LABELS_DIFFER
     return np.stack(preds), labels
 
 
@@ -124,7 +130,7 @@ def _resamples(rows: pd.DataFrame, metric: str, split: str, n_boot: int, seed: i
     """(`TaskResamples` or None, {variant: why it has no predictions}) of ``rows`` on ``split``."""
     preds, labels, seeds, missing = {}, None, {}, {}
     for _, r in rows.iterrows():
-        got = _predictions(r, split)
+        got = _predictions(r, split, metric)
         if isinstance(got, str) or (labels is not None and not np.array_equal(labels, got[1])):
             missing[str(r["variant"])] = got if isinstance(got, str) else LABELS_DIFFER
             continue

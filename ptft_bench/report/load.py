@@ -45,6 +45,7 @@ from ptft_bench.errors import UserError
 from ptft_bench.records.record import RunRecord, cost_fields
 from ptft_bench.records.store import load_predictions
 from ptft_bench.run.baselines import learning_check
+from ptft_bench.tasks.generation_metrics import GENERATION_METRICS
 from ptft_bench.tasks.metrics import REGRESSION_METRICS
 
 # Numeric record fields copied as-is (missing or null -> NaN): the record's cost fields.
@@ -138,6 +139,52 @@ def judged_check(rec: RunRecord, source: str) -> dict[str, Any] | None:
     return {**new, "recomputed": True, "judged_on_test": check or None}
 
 
+NO_PREDICTIONS = "no per-example predictions: rerun to compare"
+NO_STATISTICS = "no per-input statistics of {metric} in the predictions file: rerun to compare"
+
+
+def run_predictions(
+    rec: RunRecord, source: str, split: str, metric: str | None = None
+) -> tuple[np.ndarray, np.ndarray] | str:
+    """(pred, label) of one run on ``split``, or why there are none.
+
+    Classification and regression: class ids or values (n,) and labels (n,). A generation run
+    (``record.generation["columns"]``): its (n, k) per-input statistics of ``metric``, the
+    columns ``[start, end)`` of the stored matrix, and the stored zeros as labels."""
+    loaded = load_predictions(Path(source), rec) if source and rec.predictions else None
+    got = (loaded or {}).get(split)
+    if got is None:
+        return NO_PREDICTIONS
+    pred, label = np.asarray(got["pred"]), np.asarray(got["label"])
+    if metric not in GENERATION_METRICS:
+        return pred, label
+    span = _dict(_dict(rec.generation).get("columns")).get(metric)
+    if not isinstance(span, list | tuple) or len(span) != 2 or pred.ndim != 2:
+        return NO_STATISTICS.format(metric=metric)
+    start, end = int(span[0]), int(span[1])
+    if not 0 <= start < end <= pred.shape[1]:
+        return NO_STATISTICS.format(metric=metric)
+    return pred[:, start:end], label
+
+
+def run_texts(rec: RunRecord, source: str) -> dict[str, list[str]] | str:
+    """A generation run's decoded texts, {split: [text per input, in split order]}
+    (`record.predictions["texts"]`), or why there are none."""
+    rel = _dict(rec.predictions).get("texts")
+    if not rel or not source:
+        return "no generated texts recorded"
+    path = Path(source) / str(rel)
+    try:
+        texts = _read_json(path)
+    except (OSError, ValueError) as exc:
+        return f"{path}: unreadable texts ({exc})"
+    if not isinstance(texts, dict) or not all(
+        isinstance(v, list) and all(isinstance(t, str) for t in v) for v in texts.values()
+    ):
+        return f"{path}: not a JSON object of text lists"
+    return texts
+
+
 def learning(rec: RunRecord) -> dict[str, Any]:
     """{"learned": True | False | None (no check recorded), "collapsed": bool, "learn_reasons":
     [...], "learn_split": "validation" | "test" | None} of the record's (judged) check."""
@@ -155,14 +202,39 @@ def learning(rec: RunRecord) -> dict[str, Any]:
 def serving_cost(rec: RunRecord) -> dict[str, float]:
     """Inference cost from `record.inference` (NaN in older records): of the merged model when
     the fine-tune's weights merge into the base (that is how it would be served), else of the
-    model as trained."""
+    model as trained. Classification runs measure latency and throughput per example;
+    generation runs time to first token and generated tokens per second, one prompt at a time
+    and batched."""
     info = _dict(getattr(rec, "inference", None) or rec.extra.get("inference"))
     served = _dict(info.get("merged")) or _dict(info.get("model"))
     return {
         "inference_latency_ms": _num(served.get("latency_ms_median")),
         "inference_latency_p95_ms": _num(served.get("latency_ms_p95")),
         "inference_throughput": _num(served.get("throughput_per_second")),
+        "time_to_first_token_ms": _num(served.get("time_to_first_token_ms")),
+        "tokens_per_second_batch1": _num(served.get("tokens_per_second_batch1")),
+        "tokens_per_second_batched": _num(served.get("tokens_per_second_batched")),
         "base_architecture": bool(info.get("same_architecture_as_base")),
+    }
+
+
+def forgetting_of(rec: RunRecord) -> dict[str, Any]:
+    """`record.forgetting` as columns: the causal-LM loss on held-out general text before
+    (`forgetting_base_loss`) and after training (`forgetting_loss`), their difference
+    (`forgetting_delta`, nats per token, positive: forgot), all NaN when not measured, and why
+    not (`forgetting_omitted`: the record's reason, "not recorded" for a record without the
+    field, None when measured)."""
+    info = _dict(getattr(rec, "forgetting", None) or rec.extra.get("forgetting"))
+    delta = _num(info.get("delta"))
+    if math.isfinite(delta):
+        omitted = None
+    else:
+        omitted = str(info.get("omitted") or "not recorded") if info else "not recorded"
+    return {
+        "forgetting_base_loss": _num(info.get("base_loss")),
+        "forgetting_loss": _num(info.get("loss")),
+        "forgetting_delta": delta,
+        "forgetting_omitted": omitted,
     }
 
 
@@ -173,35 +245,59 @@ def memory_of(rec: RunRecord) -> float:
     return own if math.isfinite(own) and own > 0 else _num(rec.peak_memory_bytes)
 
 
+# (measured column, its ratio to the base model's, lowest / highest ratio of the base runs)
+OVERHEADS = (
+    ("inference_latency_ms", "inference_overhead", "base_latency_lo", "base_latency_hi"),
+    (
+        "time_to_first_token_ms",
+        "first_token_overhead",
+        "base_first_token_lo",
+        "base_first_token_hi",
+    ),
+)
+
+
 def add_inference_overhead(runs: pd.DataFrame) -> pd.DataFrame:
-    """`inference_overhead`: a run's serving latency over the base model's on the same task.
+    """`inference_overhead`: a run's serving latency over the base model's on the same task;
+    `first_token_overhead`: the same for a generation run's time to first token, which is also
+    its `inference_overhead` (its batch-1 latency).
 
     The base model's latency is the median over the runs whose trained model has the base
     architecture (full fine-tuning, head-only, top-k, BitFit, ...: nothing added, nothing to
     merge), measured in the same sweep on the same machine. Those runs all serve the same
     computation, so their own spread (`base_latency_lo` / `_hi`, the lowest and highest of their
-    overheads) is the measurement's noise: a gap inside that band is not a real difference.
+    overheads; `base_first_token_lo` / `_hi`) is the measurement's noise: a gap inside that band
+    is not a real difference.
     """
     runs = runs.copy()
-    for col in ("inference_overhead", "base_latency_lo", "base_latency_hi"):
-        runs[col] = math.nan
+    for _, *cols in OVERHEADS:
+        for col in cols:
+            runs[col] = math.nan
     if "base_architecture" not in runs or runs.empty:
         return runs
     for _, idx in runs.groupby(["task", "model"]).groups.items():
         g = runs.loc[idx]
-        base_runs = g.loc[g["base_architecture"].astype(bool), "inference_latency_ms"]
-        base = base_runs.median()
-        if math.isfinite(base) and base > 0:
-            runs.loc[idx, "inference_overhead"] = g["inference_latency_ms"] / base
-            runs.loc[idx, "base_latency_lo"] = base_runs.min() / base
-            runs.loc[idx, "base_latency_hi"] = base_runs.max() / base
+        for measured, ratio, lo, hi in OVERHEADS:
+            if measured not in g:
+                continue
+            base_runs = g.loc[g["base_architecture"].astype(bool), measured]
+            base = base_runs.median()
+            if math.isfinite(base) and base > 0:
+                runs.loc[idx, ratio] = g[measured] / base
+                runs.loc[idx, lo] = base_runs.min() / base
+                runs.loc[idx, hi] = base_runs.max() / base
+    # A generation run times no per-example latency; its batch-1 serving latency is the time to
+    # its first token, so that is what the answer's latency budget limits for it.
+    for col, gen in zip(OVERHEADS[0][1:], OVERHEADS[1][1:], strict=True):
+        runs[col] = runs[col].fillna(runs[gen])
     return runs
 
 
-def latency_noise_band(rows: pd.DataFrame) -> tuple[float, float] | None:
+def latency_noise_band(rows: pd.DataFrame, kind: str = "latency") -> tuple[float, float] | None:
     """(lowest, highest) `latency × base` of the base-architecture runs over ``rows`` (see
-    `add_inference_overhead`), or None where no run measured it."""
-    lo, hi = rows.get("base_latency_lo"), rows.get("base_latency_hi")
+    `add_inference_overhead`), or None where no run measured it; ``kind="first_token"``: the
+    band of `first_token_overhead`."""
+    lo, hi = rows.get(f"base_{kind}_lo"), rows.get(f"base_{kind}_hi")
     if lo is None or hi is None or not lo.notna().any():
         return None
     return float(lo.min()), float(hi.max())
@@ -261,6 +357,7 @@ def record_to_row(rec: RunRecord, source: str) -> dict[str, Any]:
         "model_source": _source_text(rec.model_source),
         **learning(rec),
         **serving_cost(rec),
+        **forgetting_of(rec),
     }
     for key in NUMERIC_KEYS:
         row[key] = _num(getattr(rec, key))

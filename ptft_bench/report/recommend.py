@@ -1,5 +1,6 @@
 """Computed recommendations: the variant to use under each budget, the variants tied with it,
-and the Pareto-optimal sets.
+the Pareto-optimal sets, and the answer's rows (`choices`: the variants not dominated on score
+and every budgeted cost at once, each with the budgets it is picked under and its ties).
 
 Budgets are relative so that they carry over between machines and task sizes: trainable
 parameters as % of the model; train time and peak memory as a multiple of full fine-tuning's on
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -53,6 +54,7 @@ class BudgetAxis:
     relative: bool
     show: Callable[[float], str]
     unit: str = "%"  # how an absolute limit is written: "≤1% ...", "≤1.1× ..."
+    short: str = ""  # the axis in a word, for the short labels: "params", "time", ...
 
     @property
     def column(self) -> str:
@@ -67,15 +69,37 @@ class BudgetAxis:
             return f"≤{limit:g}× full fine-tuning's {self.what}"
         return f"≤{limit:g}{self.unit} {self.what}"
 
+    def short_label(self, *limits: float) -> str:
+        """ "≤1% params", "≤0.5× time", "≤1.1×, ≤1.5× latency": the label in the answer."""
+        mark = "%" if not self.relative and self.unit == "%" else "×"
+        return f"{', '.join(f'≤{x:g}{mark}' for x in limits)} {self.short or self.kind}"
+
 
 # A budget is one line here. Memory is the run's own (its increment over the process baseline,
-# in a fresh worker); inference is the serving latency at batch 1 over the base model's.
+# in a fresh worker); inference is the serving latency at batch 1 over the base model's (of a
+# generation run: its time to first token).
 BUDGET_AXES = (
     BudgetAxis(
-        "parameters", "trainable_pct", "trainable parameters", (0.1, 1.0, 10.0), False, fmt.pct
+        "parameters",
+        "trainable_pct",
+        "trainable parameters",
+        (0.1, 1.0, 10.0),
+        False,
+        fmt.pct,
+        short="params",
     ),
-    BudgetAxis("time", "train_seconds", "train time", (0.25, 0.5, 0.75), True, fmt.seconds),
-    BudgetAxis("memory", "memory_bytes", "training memory", (0.5, 0.75, 0.9), True, fmt.nbytes),
+    BudgetAxis(
+        "time", "train_seconds", "train time", (0.25, 0.5, 0.75), True, fmt.seconds, short="time"
+    ),
+    BudgetAxis(
+        "memory",
+        "memory_bytes",
+        "training memory",
+        (0.5, 0.75, 0.9),
+        True,
+        fmt.nbytes,
+        short="memory",
+    ),
     BudgetAxis(
         "inference",
         "inference_overhead",
@@ -84,8 +108,11 @@ BUDGET_AXES = (
         False,
         lambda x: f"{x:.2f}× base" if fmt.finite(x) else fmt.DASH,
         "× the base model's",
+        short="latency",
     ),
 )
+# The answer lists at most this many variants per model (`choices`).
+MAX_CHOICES = 12
 NO_LIMIT = "no limit"
 RULE = (
     "Over the tasks on which some variant beats the constant-prediction baseline on validation "
@@ -153,6 +180,8 @@ class Recommendation:
     ties_known: bool = True
     tasks: tuple[str, ...] = ()
     gaps: dict[str, Gap | None] = field(default_factory=dict, compare=False)
+    short: str = ""  # the budget in a few words: "no limit", "≤1% params" (`short_label`)
+    limit: float | None = None  # the limit on the axis ``kind``; None without a limit
 
     def text(self) -> str:
         """One line, e.g. "≤1% trainable parameters: lora(r=8), 85.1 points; tied: bitfit"."""
@@ -193,12 +222,124 @@ def recommendations(lb: pd.DataFrame, ev: Evidence) -> list[Recommendation]:
             continue
         costs = cost_table(mlb)
         g = candidates(costs, mlb, str(model), tasks)
-        out.append(_pick(model, "", NO_LIMIT, g, ev, tasks))
+        out.append(replace(_pick(model, "", NO_LIMIT, g, ev, tasks), short=NO_LIMIT))
         for axis in active_axes(costs):
             for limit in axis.limits:
                 fits = g[g[axis.column] <= limit + 1e-12]
-                out.append(_pick(model, axis.kind, axis.label(limit), fits, ev, tasks))
+                rec = _pick(model, axis.kind, axis.label(limit), fits, ev, tasks)
+                out.append(replace(rec, short=axis.short_label(limit), limit=limit))
     return out
+
+
+def _by_score(costs: pd.DataFrame) -> pd.DataFrame:
+    """Best mean score first; equal scores: the better mean rank (as `_pick` ranks them)."""
+    return costs.sort_values(["mean_score", "mean_rank"], ascending=[False, True])
+
+
+def _dominates(a: pd.Series, b: pd.Series, columns: list[str]) -> bool:
+    """``a`` scores at least as high as ``b`` and costs no more on every column, strictly better
+    on one. A column unknown on one side only is a cost ``a`` cannot be shown to beat."""
+    strict = a["mean_score"] > b["mean_score"]
+    if a["mean_score"] < b["mean_score"]:
+        return False
+    for c in columns:
+        x, y = a[c], b[c]
+        if not fmt.finite(x) and not fmt.finite(y):
+            continue
+        if not (fmt.finite(x) and fmt.finite(y)) or x > y:
+            return False
+        strict = strict or x < y
+    return bool(strict)
+
+
+def non_dominated(candidates_: pd.DataFrame, axes: list[BudgetAxis]) -> list[str]:
+    """The variants of ``candidates_`` (one model's `candidates` rows of `cost_table`) that no
+    other dominates on mean score and every budgeted cost at once (`axis.column` of ``axes``):
+    the choices a budget on any mix of those costs could turn on. By mean score, best first."""
+    columns = [a.column for a in axes]
+    rows = [r for _, r in _by_score(candidates_).iterrows()]
+    return [
+        str(r["variant"])
+        for r in rows
+        if not any(_dominates(o, r, columns) for o in rows if o["variant"] != r["variant"])
+    ]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One row of the answer: a variant, the budgets it is the pick under (short labels), and
+    the variants tied with it under some budget (it was the pick and they were tied, or the
+    other way round). ``ties_known`` is False when a budget it is picked under could not tell
+    (missing predictions). ``dominated``: picked, yet another variant is as good and cheaper."""
+
+    variant: str
+    picked_under: tuple[str, ...] = ()
+    tied_with: tuple[str, ...] = ()
+    ties_known: bool = True
+    dominated: bool = False
+
+
+def choices(recs: list[Recommendation], candidates_: pd.DataFrame, axes: list[BudgetAxis]):
+    """(rows, left out) for one model: every budget's pick and the `non_dominated` variants, by
+    mean score, at most `MAX_CHOICES` (picks first kept); ``left out``: the non-dominated
+    variants beyond that."""
+    front = non_dominated(candidates_, axes)
+    picks = {r.variant for r in recs if r.variant is not None}
+    order = [str(v) for v in _by_score(candidates_)["variant"]]
+    shown = [v for v in order if v in picks or v in front]
+    keep = [v for v in shown if v in picks]
+    keep += [v for v in shown if v not in picks][: max(0, MAX_CHOICES - len(keep))]
+    rows = []
+    for v in (v for v in shown if v in keep):
+        mine = [r for r in recs if r.variant == v]
+        tied = {w for r in mine for w in r.tied}
+        tied |= {str(r.variant) for r in recs if v in r.tied}
+        rows.append(
+            Choice(
+                v,
+                picked_labels(mine, recs),
+                tuple(w for w in order if w in tied),
+                all(r.ties_known for r in mine),
+                v not in front,
+            )
+        )
+    return rows, [v for v in shown if v not in keep]
+
+
+EVERY_BUDGET = "every budget"
+
+
+def picked_labels(mine: list[Recommendation], recs: list[Recommendation]) -> tuple[str, ...]:
+    """The budgets of ``mine`` (one variant's picks among ``recs``), limits grouped per axis:
+    ("no limit", "≤1%, ≤10% params"); (`EVERY_BUDGET`,) when it is the pick of every budget
+    that some variant fits (2+ of them)."""
+    fitted = [r for r in recs if r.variant is not None]
+    if len(mine) > 1 and len(mine) == len(fitted):
+        return (EVERY_BUDGET,)
+    out = [r.short or r.budget for r in mine if r.limit is None]
+    for axis in BUDGET_AXES:
+        limits = [r.limit for r in mine if r.kind == axis.kind and r.limit is not None]
+        out += [axis.short_label(*limits)] if limits else []
+    return tuple(out)
+
+
+def cheapest_tied(
+    rec: Recommendation, candidates_: pd.DataFrame, axes: list[BudgetAxis]
+) -> str | None:
+    """The variant tied with ``rec``'s pick that is cheapest across the budgeted costs: the
+    lowest mean rank over ``axes`` among those cheaper than the pick on at least one of them
+    (unknown costs rank last; ties: the higher mean score). None when no tied variant is."""
+    rows = candidates_.set_index("variant")
+    tied = [v for v in rec.tied if v in rows.index]
+    if rec.variant is None or not tied or not axes:
+        return None
+    pick = rows.loc[rec.variant]
+    cheaper = [v for v in tied if any(rows.loc[v, a.column] < pick[a.column] for a in axes)]
+    if not cheaper:
+        return None
+    ranks = rows.loc[cheaper, [a.column for a in axes]].rank(na_option="bottom").mean(axis=1)
+    score = rows.loc[cheaper, "mean_score"]
+    return min(cheaper, key=lambda v: (ranks[v], -score[v], v))
 
 
 def pareto_sets(lb: pd.DataFrame) -> dict[tuple[str, str], list[str]]:

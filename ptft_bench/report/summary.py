@@ -1,5 +1,7 @@
 """summary.csv: one row per (task, model, variant), scores and gaps in points, costs in the
-record's units; the machine-readable twin of the leaderboards."""
+record's units (generation tasks: BLEU as the primary metric, chrF, ROUGE-L and exact match as
+`test_<metric>_*`, time to first token, tokens/s and forgetting among the costs); the
+machine-readable twin of the leaderboards."""
 
 from __future__ import annotations
 
@@ -87,5 +89,6 @@ def summary_frame(lb: pd.DataFrame, evidence: Evidence) -> pd.DataFrame:
             row[f"test_{m}_mean_points"] = s.mean
             row[f"test_{m}_std_points"] = s.std
         row.update({c: r[c] for c in AVERAGED_COST_FIELDS})
+        row["forgetting_omitted"] = r.get("forgetting_omitted") or ""
         rows.append(row)
     return pd.DataFrame(rows)

@@ -20,6 +20,7 @@ from ptft_bench.report.sections.cost import cost_section
 from ptft_bench.report.sections.did_not_learn import did_not_learn_section
 from ptft_bench.report.sections.failures import failures_section
 from ptft_bench.report.sections.figures import figures_section
+from ptft_bench.report.sections.generations import generations_sections
 from ptft_bench.report.sections.leaderboards import task_sections
 from ptft_bench.report.sections.setup import setup_section
 from ptft_bench.report.sections.tuning import tuning_notes, tuning_sections
@@ -53,8 +54,9 @@ def build(
 def build_document(data: ReportData, figs: dict) -> Document:
     """All sections, in reading order: the answer first, then the details; numbered here, and
     their cross-references resolved (`Document.numbered`). The tuning section (with tuned
-    variants) follows the per-task leaderboards; the sections listing failed runs and runs that
-    did not learn leave out the trials it reports (`aggregate.without_trials`)."""
+    variants) follows the per-task leaderboards, the example generations (with generation
+    tasks) the figures; the sections listing failed runs and runs that did not learn leave out
+    the trials it reports (`aggregate.without_trials`)."""
     rs, lb, ev = data.runs, data.leaderboard, data.evidence
     title = "ptft-bench report" + (f": {', '.join(rs.suites)}" if rs.suites else "")
     answer = answer_section(lb, ev)
@@ -66,6 +68,7 @@ def build_document(data: ReportData, figs: dict) -> Document:
         doc.sections += tuning_sections(lb, data.tuning, rs.sweeps, figs)
         doc.sections += across_section(lb, ev)
         doc.sections += [figures_section(lb, figs)]
+        doc.sections += generations_sections(lb)  # only with generation tasks
     shown = without_trials(rs)
     doc.sections += [
         did_not_learn_section(shown, lb),

@@ -31,6 +31,13 @@ from torch import nn
 from ptft_bench.models.parts import ModelParts, find_parts, unique_named_parameters
 from ptft_bench.strategy.callbacks import TrainCallback
 
+# What serving a fine-tune runs (`Strategy.serving`, `Strategy.capabilities`).
+MERGES = "merges"  # extra weights that fold into the base: the base model's computation
+SAME_MODEL = "same model"  # the base architecture itself, with (some) weights changed
+ADDS_LAYERS = "adds layers"  # modules inserted into the blocks, run at every forward
+ADDS_TOKENS = "adds tokens"  # virtual tokens / prefixes: every sequence gets longer
+SERVING = (MERGES, SAME_MODEL, ADDS_LAYERS, ADDS_TOKENS)
+
 
 @dataclass
 class NoParams:
@@ -77,6 +84,21 @@ class Strategy:
     # Strategies that leave the base weights frozen (adapters, peft methods, a head) can train
     # on a quantized base (QLoRA); the ones that train base weights cannot.
     trains_on_quantized_base: ClassVar[bool] = False
+    # -- what serving the fine-tune costs and allows (`capabilities`; the report's answer reads
+    # them, and tests/test_strategy_capabilities.py checks each against the strategy's behaviour)
+    # True when the trained weights fold into the base weights (`merged` returns an equivalent
+    # model of the base architecture): no serving overhead once merged (LoRA family, IA3, ...).
+    mergeable: ClassVar[bool] = False
+    # What the fine-tune serves when it does not merge: `SAME_MODEL` (the base architecture with
+    # changed weights: full, BitFit, top-k, a head), `ADDS_LAYERS` (adapters) or `ADDS_TOKENS`
+    # (soft prompts, prefixes: longer sequences); a mergeable strategy serves `MERGES`.
+    serving: ClassVar[str] = SAME_MODEL
+    # True when the base weights stay untouched (only added modules and the task head train), so
+    # that several fine-tunes can be served from one copy of the base model.
+    multi_adapter: ClassVar[bool] = False
+    # Decoder support, as `supports` decides it: True on every decoder family, False on none, a
+    # short text naming the restriction where some refuse (BitFit: "only with biases").
+    decoders: ClassVar[bool | str] = True
 
     def __init__(self, **params: Any) -> None:
         self.config = build_config(self.config_class, params, owner=self.name)
@@ -109,6 +131,27 @@ class Strategy:
                 "prompt_tuning or adapter"
             )
         return None
+
+    @classmethod
+    def capabilities(cls, params: dict[str, Any] | None = None) -> dict[str, bool | str]:
+        """What choosing this strategy implies beyond its scores and costs, from its declarations:
+
+        - ``serving``: `MERGES`, `SAME_MODEL`, `ADDS_LAYERS` or `ADDS_TOKENS` (see `serving`);
+        - ``mergeable``: the trained weights fold into the base (`merged`);
+        - ``quantized_base``: it trains on an int8 / nf4 base (`supports_quantization`);
+        - ``multi_adapter``: the base weights stay untouched (several fine-tunes, one base);
+        - ``decoders``: True, False, or the restriction (`decoders`).
+
+        ``params`` (a record's `strategy_params`) matter only to strategies whose capabilities
+        depend on them (the generic `peft` strategy: its method).
+        """
+        return {
+            "serving": MERGES if cls.mergeable else cls.serving,
+            "mergeable": cls.mergeable,
+            "quantized_base": cls.trains_on_quantized_base,
+            "multi_adapter": cls.multi_adapter,
+            "decoders": cls.decoders,
+        }
 
     @classmethod
     def supports_quantization(cls, kind: str) -> str | None:

@@ -60,7 +60,21 @@ class Bullets:
     items: list[str]
 
 
-Block = Table | Figure | Paragraph | Bullets
+@dataclass
+class Details:
+    """Blocks shown folded under a one-line ``summary``: an HTML `<details>` element that opens
+    on a click (no script needed). Markdown shows them folded the same way (GitHub renders
+    `<details>`) unless ``markdown`` is False; it then shows ``instead`` (e.g. where else the
+    content is), or nothing. For content that would overload the markdown, such as a table
+    with every column (the HTML stays self-contained either way)."""
+
+    summary: str
+    blocks: list[Block] = field(default_factory=list)
+    markdown: bool = True
+    instead: str = ""
+
+
+Block = Table | Figure | Paragraph | Bullets | Details
 
 
 @dataclass
@@ -140,6 +154,11 @@ def _resolved(block: Block, resolve: Callable[[str], str]) -> Block:
         return Bullets([resolve(i) for i in block.items])
     if isinstance(block, Figure):
         return replace(block, caption=resolve(block.caption))
+    if isinstance(block, Details):
+        blocks = [_resolved(b, resolve) for b in block.blocks]
+        return replace(
+            block, summary=resolve(block.summary), blocks=blocks, instead=resolve(block.instead)
+        )
     return Table(
         [resolve(c) for c in block.columns],
         [[replace(c, text=resolve(c.text)) for c in row] for row in block.rows],

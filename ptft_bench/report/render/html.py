@@ -13,7 +13,15 @@ import math
 import re
 from pathlib import Path
 
-from ptft_bench.report.render.document import Bullets, Document, Figure, Paragraph, Table
+from ptft_bench.report.render.document import (
+    Block,
+    Bullets,
+    Details,
+    Document,
+    Figure,
+    Paragraph,
+    Table,
+)
 
 CSS = """
 :root { --fg:#1f2328; --muted:#59636e; --line:#d1d9e0; --head:#f6f8fa; --best:#dafbe1; --accent:#0969da; }
@@ -42,6 +50,7 @@ caption { caption-side: top; text-align: left; font-weight: 600; padding: .3rem 
 figure { margin: 1rem 0 1.6rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; }
 figcaption { color: var(--muted); font-size: 13px; margin-top: .3rem; }
+details { margin: .4rem 0 1rem; } details > summary { cursor: pointer; color: var(--accent); }
 @media print { nav { display: none; } th { position: static; } }
 """
 
@@ -124,21 +133,27 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
+def render_block(b: Block, base: Path) -> str:
+    """One block as HTML; a `Details` folds its blocks under a `<details>` element."""
+    if isinstance(b, Paragraph):
+        return f"<p>{inline(b.text)}</p>"
+    if isinstance(b, Bullets):
+        return "<ul>" + "".join(f"<li>{inline(i)}</li>" for i in b.items) + "</ul>"
+    if isinstance(b, Table):
+        return render_table(b)
+    if isinstance(b, Details):
+        inner = "".join(render_block(x, base) for x in b.blocks)
+        return f"<details><summary>{inline(b.summary)}</summary>{inner}</details>"
+    return render_figure(b, base)
+
+
 def render(doc: Document, base: Path) -> str:
     """The whole report as one HTML page; `base` is the folder figure paths are relative to."""
     parts = []
     for sec in doc.sections:
         tag = f"h{sec.level}"
         parts.append(f'<{tag} id="{_anchor(sec.title)}">{inline(sec.title)}</{tag}>')
-        for b in sec.blocks:
-            if isinstance(b, Paragraph):
-                parts.append(f"<p>{inline(b.text)}</p>")
-            elif isinstance(b, Bullets):
-                parts.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in b.items) + "</ul>")
-            elif isinstance(b, Table):
-                parts.append(render_table(b))
-            elif isinstance(b, Figure):
-                parts.append(render_figure(b, base))
+        parts += [render_block(b, base) for b in sec.blocks]
     nav = "".join(
         f'<a href="#{_anchor(s.title)}">{inline(s.title)}</a>' for s in doc.sections if s.level == 2
     )

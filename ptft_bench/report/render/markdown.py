@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from ptft_bench.report.render.document import Bullets, Document, Figure, Paragraph, Table
+import re
+
+from ptft_bench.report.render.document import (
+    Block,
+    Bullets,
+    Details,
+    Document,
+    Paragraph,
+    Table,
+)
 
 
 def _cell(text: str, best: bool) -> str:
@@ -23,18 +32,36 @@ def render_table(t: Table) -> list[str]:
     return lines + [""]
 
 
+def render_details(d: Details) -> list[str]:
+    """Folded under a `<details>` element (blank lines around the markdown inside, so that
+    GitHub renders it), or ``d.instead`` where the content is left to the HTML."""
+    if not d.markdown:
+        return [d.instead, ""] if d.instead else []
+    summary = re.sub(r"\*\*|`", "", d.summary)  # no markdown inside the HTML element
+    lines = [f"<details><summary>{summary}</summary>", ""]
+    for b in d.blocks:
+        lines += render_block(b)
+    return lines + ["</details>", ""]
+
+
+def render_block(b: Block) -> list[str]:
+    """One block's lines, a blank line after it."""
+    if isinstance(b, Paragraph):
+        return [b.text, ""]
+    if isinstance(b, Bullets):
+        return [f"- {i}" for i in b.items] + [""]
+    if isinstance(b, Table):
+        return render_table(b)
+    if isinstance(b, Details):
+        return render_details(b)
+    return [f"![{b.path.stem}]({b.path.as_posix()})", "", f"*{b.caption}*", ""]
+
+
 def render(doc: Document) -> str:
     """The whole report as markdown text."""
     lines = [f"# {doc.title}", ""]
     for sec in doc.sections:
         lines += ["#" * sec.level + " " + sec.title, ""]
         for b in sec.blocks:
-            if isinstance(b, Paragraph):
-                lines += [b.text, ""]
-            elif isinstance(b, Bullets):
-                lines += [f"- {i}" for i in b.items] + [""]
-            elif isinstance(b, Table):
-                lines += render_table(b)
-            elif isinstance(b, Figure):
-                lines += [f"![{b.path.stem}]({b.path.as_posix()})", "", f"*{b.caption}*", ""]
+            lines += render_block(b)
     return "\n".join(lines)

@@ -4,6 +4,11 @@ fine-tuning (simultaneous intervals, Holm-corrected p-values, tie groups, McNema
 check on validation (learned, collapsed, better than the linear probe?), the comparisons that
 lack evidence, and where the spread comes from (seeds vs test sample).
 
+The leaderboard has two views: the compact one (markdown, and the HTML's first view: at most
+`MAX_COLUMNS` columns, those a choice turns on, each gap with its tie mark) and the full one
+(every column: p-values, McNemar, the other metrics, parameter count, checkpoint size, runs,
+validation score per learning rate), folded in the HTML; summary.csv has them all.
+
 The statistics come from `evidence.TaskEvidence` (the paired t-test over seeds too, the fallback
 without per-example predictions); this module only lays them out.
 """
@@ -17,7 +22,15 @@ import pandas as pd
 
 from ptft_bench.report.evidence import LINEAR_PROBE, Evidence, TaskEvidence
 from ptft_bench.report.render import fmt
-from ptft_bench.report.render.document import Bullets, Cell, Paragraph, Section, Table, mark_best
+from ptft_bench.report.render.document import (
+    Bullets,
+    Cell,
+    Details,
+    Paragraph,
+    Section,
+    Table,
+    mark_best,
+)
 from ptft_bench.report.sections.common import (
     COLLAPSE,
     learning_of,
@@ -25,6 +38,7 @@ from ptft_bench.report.sections.common import (
     not_compared,
     sim_gap,
 )
+from ptft_bench.report.sections.generations import floor_text
 from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS
 
 ONE_SEED = (
@@ -45,6 +59,26 @@ MARK_NOTE = (
     "marks where it disagrees with the bootstrap. n/a: no per-example predictions (the gap is "
     "then a difference of means; against full fine-tuning a paired t-test over seeds when 2+ "
     "seeds). Variants that learned nothing on validation, or collapsed, are not compared."
+)
+
+# The compact leaderboard: at most this many columns; the costs it keeps (the budgets' axes).
+MAX_COLUMNS = 10
+COMPACT_COSTS = ("% of model", "train time", "training memory", "latency × base")
+COMPACT_NOTE = (
+    "★ primary metric: {primary} (points = metric × 100), mean ± standard deviation over seeds "
+    "(ddof=1), at the learning rate chosen per variant on validation (best mean validation "
+    "score over seeds; costs at that rate too). Best value per column in bold. Learned: "
+    "selected runs (one per seed) that learned on validation. The mark after a gap is the "
+    "Holm-corrected decision at 5% over the task's variants (the comparisons with the best, "
+    "and those with full fine-tuning, are two families): ≈ best / ≈ full, cannot be told apart "
+    "from the task's best variant / from full fine-tuning; better / worse: different. Gaps are "
+    "in points, with 95% simultaneous intervals, Bonferroni over the same comparisons "
+    "({families}), so a tied gap's interval contains 0. {method} Without per-example "
+    "predictions a gap is "
+    "a difference of means (against full fine-tuning a paired t-test over seeds when 2+). "
+    "Variants that learned nothing on validation, or collapsed, are not compared. Every other "
+    "column (p-values, McNemar, the other metrics, parameter counts, checkpoint size, runs, "
+    "validation score per learning rate): summary.csv, and under the table in report.html."
 )
 
 # The cost columns of a leaderboard, shown where some variant has a value: (leaderboard column,
@@ -76,11 +110,8 @@ def floor_paragraph(g: pd.DataFrame, metric: str) -> Paragraph | None:
     probe = g[(g["strategy"] == LINEAR_PROBE) & g["test_mean"].notna()]
     parts = []
     if base:
-        kind = "majority class" if base.get("kind") == "majority" else "mean prediction"
         scores = ", ".join(f"{m} {fmt.points(100 * v)}" for m, v in sorted(base["test"].items()))
-        value = base.get("value")
-        const = f" (always `{value:g}`)" if isinstance(value, int | float) else ""
-        parts.append(f"Constant-prediction baseline, {kind}{const}, on test: {scores}.")
+        parts.append(f"Constant-prediction baseline, {floor_text(base)}, on test: {scores}.")
     if len(probe):
         r = probe.sort_values("test_mean").iloc[-1]
         parts.append(
@@ -222,8 +253,33 @@ def _row(r: pd.Series, lay: _Layout, ev: TaskEvidence, best, ref) -> list[Cell]:
     return row
 
 
+def _with_mark(gap: Cell, mark: Cell) -> Cell:
+    """The gap cell followed by its tie mark ("−0.6 [−3.2, +1.9] ≈"), where there is one."""
+    if mark.text in ("", fmt.DASH, "n/a", gap.text) or gap.text in ("best", "reference"):
+        return gap
+    return Cell(f"{gap.text} {mark.text}", gap.sort)
+
+
+def compact_table(full: Table, primary: str) -> Table:
+    """The columns a choice turns on, from `leaderboard_table`'s: variant, lr, learned (or
+    seeds), the primary metric, the two gaps with their marks, the budgeted costs."""
+    at = {c: i for i, c in enumerate(full.columns)}
+    seeds = "learned" if "learned" in at else "seeds"
+    keep = ["variant", "lr (val. score)", seeds, f"test {primary} ★"]
+    costs = [c for c in COMPACT_COSTS if c in at]
+    rows = []
+    for row in full.rows:
+        cells = [row[at[c]] for c in keep]
+        cells.append(_with_mark(row[at["Δ vs best [95% simult. CI]"]], row[at["≈ best"]]))
+        cells.append(_with_mark(row[at["Δ vs full [95% simult. CI]"]], row[at["≈ full"]]))
+        rows.append(cells + [row[at[c]] for c in costs])
+    columns = keep + ["Δ vs best [95% simult. CI]", "Δ vs full [95% simult. CI]"] + costs
+    return Table(columns, rows, caption=full.caption)
+
+
 def leaderboard_table(g: pd.DataFrame, ev: TaskEvidence) -> Table:
-    """One (task, model): a row per variant, gaps with intervals and tie marks; best in bold."""
+    """One (task, model), every column: a row per variant, gaps with intervals and tie marks,
+    p-values, McNemar, other metrics, costs, runs; best in bold (`compact_table` picks)."""
     primary = _metric(g)
     lay = _Layout(
         primary,
@@ -351,7 +407,14 @@ def task_section(g: pd.DataFrame, ev: TaskEvidence) -> Section:
     sec = Section(f"{task} · model `{model}`", level=3)
     floor = floor_paragraph(g, _metric(g))
     sec.blocks += [floor] if floor else []
-    sec.blocks.append(leaderboard_table(g, ev))
+    full = leaderboard_table(g, ev)
+    compact = compact_table(full, _metric(g))
+    marks = dict(families=_families(ev), method=method_note(ev.methods))
+    compact.note = COMPACT_NOTE.format(primary=_metric(g), **marks).replace("  ", " ")
+    sec.blocks.append(compact)
+    sec.blocks.append(
+        Details("Every column (p-values, McNemar, other metrics, runs)", [full], False)
+    )
     val = validation_table(g, ev)
     sec.blocks += [val] if val else []
     if ev.missing:

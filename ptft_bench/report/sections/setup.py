@@ -1,7 +1,9 @@
 """The setup section: what was run and where. Suite and run folders, run counts (ok, failed,
 missing), seeds and learning rates searched, compute time, models and their sizes, budgets,
-devices, CPU and threads, pooling, each sweep's time estimate against its actual time,
-precision and library versions, and a table of the tasks with their metrics and split sizes.
+devices, CPU and threads, pooling, quantization of the frozen base, how generation tasks were
+decoded, each sweep's time estimate against its actual time, precision and library versions,
+and a table of the tasks with their metrics and split sizes (generation tasks: training and
+validation (input, reference) pairs, and the inputs decoded).
 
 Everything is derived from the run records; no sentence depends on a hand-written value.
 """
@@ -17,6 +19,7 @@ import pandas as pd
 from ptft_bench.report.load import RunSet
 from ptft_bench.report.render import fmt
 from ptft_bench.report.render.document import Bullets, Cell, Section, Table
+from ptft_bench.tasks.generation_metrics import GENERATION_METRICS
 
 
 def _uniq(values: Any) -> list[Any]:
@@ -60,6 +63,7 @@ def setup_section(rs: RunSet) -> Section:
     for d, n in devices.most_common():
         items.append(f"Device ({n} runs): {d}")
     items += _machine_items(envs, runs)
+    items += _generation_items(runs)
     items += _sweep_items(rs.sweeps)
     precisions = _uniq(runs["precision"])
     if precisions:
@@ -121,24 +125,79 @@ def _machine_items(envs: list[dict[str, Any]], runs: pd.DataFrame) -> list[str]:
     return items
 
 
+def _records(runs: pd.DataFrame) -> list[Any]:
+    return list(runs["record"]) if "record" in runs else []
+
+
+def _generation_items(runs: pd.DataFrame) -> list[str]:
+    """How the frozen base was stored, and how generation tasks were decoded."""
+    items = []
+    quantized = _counted([getattr(r, "quantization", None) for r in _records(runs)])
+    if quantized:
+        items.append(f"Quantization of the frozen base: {quantized}")
+    decoding = _counted(
+        [
+            f"greedy, at most {g.get('max_new_tokens', '?')} new tokens"
+            if g.get("num_beams", 1) == 1
+            else f"beam search ({g['num_beams']} beams), at most {g.get('max_new_tokens', '?')} "
+            "new tokens"
+            for g in (getattr(r, "generation", None) for r in _records(runs))
+            if isinstance(g, dict)
+        ]
+    )
+    if decoding:
+        items.append(
+            f"Generation decoding: {decoding}; floor: a constant output (one training target, "
+            "of median length, for every input)"
+        )
+    return items
+
+
+def _inputs_decoded(g: pd.DataFrame, split: str) -> Any:
+    """How many inputs of ``split`` a generation run decoded (`record.predictions` splits)."""
+    for rec in _records(g):
+        n = ((getattr(rec, "predictions", None) or {}).get("splits") or {}).get(split)
+        if n is not None:
+            return n
+    return None
+
+
+def _size_cells(info: dict[str, Any], g: pd.DataFrame, generation: bool) -> list[Cell]:
+    """train, validation, test: examples; generation: pairs, and the inputs decoded."""
+    train, val, test = (info.get(k) for k in ("num_train", "num_validation", "num_test"))
+    if not generation:
+        return [Cell(fmt.count(x), x) for x in (train, val, test)]
+    val_inputs = _inputs_decoded(g, "validation")
+    return [
+        Cell(f"{fmt.count(train)} pairs", train),
+        Cell(f"{fmt.count(val)} pairs, {fmt.count(val_inputs)} inputs", val),
+        Cell(f"{fmt.count(test)} inputs", test),
+    ]
+
+
 def _task_table(runs: pd.DataFrame) -> Table:
     rows = []
+    any_generation = False
     for task, g in runs.groupby("task"):
         infos = [i for i in g["task_info"] if i]
         info = infos[0] if infos else {}
         metrics = info.get("metrics") or sorted({m for d in g["metrics_test"] for m in d})
         primary = next((p for p in g["primary_metric"] if p), None) or info.get("primary_metric")
+        generation = primary in GENERATION_METRICS
+        any_generation |= generation
         rows.append(
             [
                 Cell(f"`{task}`", task),
                 Cell(str(primary or fmt.DASH)),
                 Cell(", ".join(metrics) or fmt.DASH),
             ]
-            + [
-                Cell(fmt.count(info.get(k)), info.get(k))
-                for k in ("num_train", "num_validation", "num_test")
-            ]
+            + _size_cells(info, g, generation)
             + [Cell(str(info.get("source") or fmt.DASH))]
         )
     cols = ["task", "primary metric", "metrics", "train", "validation", "test", "source"]
-    return Table(cols, rows, caption="Tasks and split sizes (examples)")
+    caption = "Tasks and split sizes (examples"
+    if any_generation:
+        caption += (
+            "; generation tasks: (input, reference) pairs trained and validated on, inputs decoded"
+        )
+    return Table(cols, rows, caption=caption + ")")

@@ -5,15 +5,42 @@ suite reports is a function of weighted sums over those rows (confusion counts, 
 within the draw), so `metric_on_counts` scores S runs on B resamples without a Python loop over
 resamples. Values equal `ptft_bench.tasks.metrics` on the expanded resample (tested in
 tests/test_significance.py).
+
+Generation metrics (`ptft_bench.tasks.generation_metrics`) are corpus metrics, not means of
+per-input scores: a run's "predictions" are its (n, k) per-input sufficient statistics of the
+metric (BLEU: 10 columns, chrF: 18, ROUGE-L and exact match: 1, the per-input value), S runs an
+(S, n, k) array, and the metric on a resample is the corpus formula applied to the weighted sums
+of those statistics (`generation_metrics.from_stats`: sacrebleu's corpus BLEU / chrF on the
+resample, the weighted mean for ROUGE-L and exact match; tested against sacrebleu on the
+expanded resample in tests/test_report_generation.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ptft_bench.tasks.generation_metrics import GENERATION_METRICS, SACREBLEU_METRICS, from_stats
 from ptft_bench.tasks.metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
+METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS + GENERATION_METRICS
+
+
+def as_runs(metric: str, preds: np.ndarray) -> np.ndarray:
+    """Predictions as a stack of runs: (S, n) for classification and regression ((n,) is one
+    run); for a generation metric (S, n, k) per-input statistics, where (n, k) is one run and
+    (n,) one run of a one-column metric (ROUGE-L, exact match)."""
+    preds = np.asarray(preds)
+    if metric not in GENERATION_METRICS:
+        return np.atleast_2d(preds)
+    if preds.ndim == 1:
+        return preds[None, :, None]
+    return preds[None] if preds.ndim == 2 else preds
+
+
+def is_one_run(metric: str, preds: np.ndarray) -> bool:
+    """True when ``preds`` holds a single run (the shapes `as_runs` reads as S = 1 unstacked)."""
+    ndim = np.ndim(preds)
+    return ndim == 1 or (metric in GENERATION_METRICS and ndim == 2)
 
 
 def counts(idx: np.ndarray, n: int) -> np.ndarray:
@@ -122,10 +149,26 @@ def _regression(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.ndarra
     return out / 2 if metric == "pearson_spearman" else out
 
 
+def _generation(metric: str, preds: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Corpus metric of each run's statistics ``preds`` (S, n, k) on each count row of ``w``."""
+    if metric not in SACREBLEU_METRICS and preds.shape[2] != 1:
+        raise ValueError(f"{metric} has one statistic per input; got {preds.shape[2]} columns")
+    # A loop over seeds, not resamples (from_stats sums the statistics of all B at once).
+    blocks = preds if metric in SACREBLEU_METRICS else preds[..., 0]
+    return np.stack([from_stats(metric, block, w) for block in blocks])
+
+
 def metric_on_counts(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.ndarray):
-    """The metric of each row of ``preds`` (S, n) on each count row of ``w`` (B, n): (S, B)."""
+    """The metric of each row of ``preds`` (S, n) on each count row of ``w`` (B, n): (S, B).
+
+    A generation metric takes ``preds`` (S, n, k), each run's per-input statistics of that
+    metric; ``labels`` (n,) then only fixes n (generation records store zeros)."""
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if metric in GENERATION_METRICS:
+        if preds.ndim != 3 or preds.shape[1] != labels.shape[0]:
+            raise ValueError(f"statistics of shape {preds.shape} for {labels.shape[0]} inputs")
+        return _generation(metric, preds.astype(np.float64), w)
     if preds.shape[-1] != labels.shape[0]:
         raise ValueError(f"{preds.shape[-1]} predictions but {labels.shape[0]} labels")
     if metric in CLASSIFICATION_METRICS:

@@ -4,7 +4,9 @@ Everything here works on predictions aligned with one task's test labels, in met
 (fractions, as `ptft_bench.tasks.metrics` returns them). Resampling is vectorised: a bootstrap draw of
 test examples is a row of per-example counts, and every metric is a function of weighted sums
 over those rows (confusion counts, moments, ranks within the draw), so no Python loop runs over
-resamples. Everything is deterministic for a given ``seed``.
+resamples. Everything is deterministic for a given ``seed``. Generation metrics resample
+inputs the same way; a run's predictions are then its per-input sufficient statistics, (S, n, k)
+for S runs, and each resample's value is the corpus metric recomputed (`kernels`).
 
 Conventions:
 
@@ -62,7 +64,14 @@ from ptft_bench.report.stats.gaps import (
     tie_group,
     variance_from,
 )
-from ptft_bench.report.stats.kernels import METRICS, counts, metric_on_counts
+from ptft_bench.report.stats.kernels import (
+    GENERATION_METRICS,
+    METRICS,
+    as_runs,
+    counts,
+    is_one_run,
+    metric_on_counts,
+)
 from ptft_bench.report.stats.ranks import (
     Friedman,
     MeanRanks,
@@ -145,13 +154,15 @@ def metric_resampled(
 
     ``preds`` is (n,) for one run, giving (B,), or (S, n) for S runs on the same resamples,
     giving (S, B). Values equal `ptft_bench.tasks.metrics` on ``preds[idx[b]], labels[idx[b]]``
-    (``f1`` is the F1 of class 1 even with more classes, where sklearn would refuse).
+    (``f1`` is the F1 of class 1 even with more classes, where sklearn would refuse). For a
+    generation metric ``preds`` are per-input statistics, (n, k) for one run or (S, n, k)
+    (`kernels.as_runs`), and the value is the corpus metric of the resample.
     """
     preds, labels, idx = np.asarray(preds), np.asarray(labels), np.asarray(idx)
     rows = max(1, BLOCK_CELLS // len(labels))
     blocks = (idx[i : i + rows] for i in range(0, len(idx), rows))
-    out = _on_blocks(metric, np.atleast_2d(preds), labels, blocks)
-    return out[0] if preds.ndim == 1 else out
+    out = _on_blocks(metric, as_runs(metric, preds), labels, blocks)
+    return out[0] if is_one_run(metric, preds) else out
 
 
 def _on_blocks(metric: str, preds: np.ndarray, labels: np.ndarray, blocks) -> np.ndarray:
@@ -221,7 +232,7 @@ def gap(
     observed gap is the mean-over-seeds difference on the full test set.
     """
     labels = np.asarray(labels)
-    a, b = np.atleast_2d(np.asarray(preds_a)), np.atleast_2d(np.asarray(preds_b))
+    a, b = as_runs(metric, preds_a), as_runs(metric, preds_b)
     res = _resampled(metric, np.concatenate([a, b]), labels, n_boot, seed)
     obs = _observed(metric, np.concatenate([a, b]), labels)
     k = len(a)
@@ -237,7 +248,7 @@ def paired_bootstrap(
     seed: int = 0,
 ) -> Gap:
     """`gap` for one run per side (1-D predictions): the interval covers the test sample only."""
-    if np.ndim(preds_a) != 1 or np.ndim(preds_b) != 1:
+    if not (is_one_run(metric, preds_a) and is_one_run(metric, preds_b)):
         raise ValueError("paired_bootstrap takes one run per side (1-D); use gap() for seeds")
     return gap(metric, preds_a, preds_b, labels, n_boot, seed)
 
@@ -292,12 +303,14 @@ class TaskComparison:
         return [self.best, *rest] if self.best is not None else []
 
 
-def _checked_runs(preds: Mapping[str, np.ndarray | None], labels: np.ndarray):
-    """{variant: (S, n) predictions} for the variants with predictions, shapes checked."""
-    runs = {v: np.atleast_2d(np.asarray(p)) for v, p in preds.items() if p is not None}
+def _checked_runs(metric: str, preds: Mapping[str, np.ndarray | None], labels: np.ndarray):
+    """{variant: (S, n) predictions ((S, n, k) statistics for a generation metric)} for the
+    variants with predictions, shapes checked."""
+    runs = {v: as_runs(metric, p) for v, p in preds.items() if p is not None}
     runs = {v: p for v, p in runs.items() if p.size}
+    ndim = 3 if metric in GENERATION_METRICS else 2
     for v, p in runs.items():
-        if p.ndim != 2 or p.shape[1] != len(labels):
+        if p.ndim != ndim or p.shape[1] != len(labels):
             raise ValueError(f"{v}: predictions of shape {p.shape} for {len(labels)} labels")
     return runs
 
@@ -337,7 +350,7 @@ class TaskResamples:
     ) -> TaskResamples:
         """Score every variant of ``preds`` ((S, n), (n,) or None) on ``n_boot`` resamples."""
         labels = np.asarray(labels)
-        runs = _checked_runs(preds, labels)
+        runs = _checked_runs(metric, preds, labels)
         res: dict[str, np.ndarray] = {}
         obs: dict[str, np.ndarray] = {}
         if runs:
