@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make_tiny_model_dir(root: Path, layers: int = 2) -> Path:
     """Save a tiny random BERT with the packaged MiniLM tokenizer (no network needed)."""
+    import torch
     from transformers import AutoModelForSequenceClassification, BertConfig
 
     from ptft_bench.models.load import load_tokenizer
@@ -30,7 +31,11 @@ def make_tiny_model_dir(root: Path, layers: int = 2) -> Path:
         intermediate_size=64,
         max_position_embeddings=128,
     )
-    model = AutoModelForSequenceClassification.from_config(cfg)
+    # seeded: the same tiny model on every machine and in every test, so a test's outcome does not
+    # hang on which random initialisation this call happened to draw
+    with torch.random.fork_rng():
+        torch.manual_seed(int(os.environ.get("PTFT_TINY_SEED", "0")))
+        model = AutoModelForSequenceClassification.from_config(cfg)
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out

@@ -49,7 +49,7 @@ def _suite(root: Path, task: str, strategies: list[dict], trials: int = TRIALS) 
         "seeds = [0, 1]",
         "[budget]",
         "epochs = 3",
-        "batch_size = 16",
+        "batch_size = 4",
         "[tuning]",
         f"trials = {trials}",
     ]
