@@ -98,7 +98,9 @@ LEADERBOARD_COLUMNS: tuple[Column, ...] = (
     Column("inference_latency_ms", "ms", "serving latency, one example at a time: median"),
     Column("inference_latency_p95_ms", "ms", "serving latency: 95th percentile"),
     Column("inference_throughput", "1/s", "examples per second at the evaluation batch size"),
-    Column("inference_overhead", "ratio", "serving latency over the base model's, same task"),
+    Column(
+        "inference_overhead", "ratio", "serving latency over the base model's (generation: TTFT)"
+    ),
     Column("base_latency_lo", "ratio", "lowest overhead of the base-architecture runs (noise)"),
     Column("base_latency_hi", "ratio", "highest overhead of the base-architecture runs (noise)"),
     # -- generation runs: serving cost of the served model (merged where the weights merge)
